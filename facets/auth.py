@@ -1,0 +1,119 @@
+"""Bearer authentication: API keys (``sk_...``) and HS256 JWTs.
+
+API keys are found by their public prefix and checked against the stored SHA-256 with a
+constant-time compare. Credentials never reach a log line or an error body.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from sqlalchemy import select
+
+from flask import current_app, g, request
+
+from facets.errors import HTTPError
+from models import ApiKey
+from models.base import utcnow
+from models.services.accounts import API_KEY_PREFIX, API_KEY_PREFIX_LEN, secret_matches
+
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class AuthenticationError(HTTPError):
+    status = 401
+    type = "authentication_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, BEARER_CHALLENGE)
+
+
+class ExpiredTokenError(AuthenticationError):
+    type = "expired_token_error"
+
+
+class ExpiredSignatureError(AuthenticationError):
+    type = "expired_signature_error"
+
+
+class TokenError(AuthenticationError):
+    type = "token_error"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user, and by which kind of credential."""
+
+    user_id: uuid.UUID
+    via: str
+
+
+def bearer_credential() -> str:
+    """The credential of the ``Authorization: Bearer`` header.
+
+    :raise AuthenticationError: no header, or not a Bearer one.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise AuthenticationError("Send 'Authorization: Bearer <API key or JWT>'.")
+    return credential.strip()
+
+
+def authenticate_api_key(key: str) -> Principal:
+    """The owner of a live API key."""
+    from facets.extensions import state
+
+    with state().db.read_session() as session:
+        row = session.execute(
+            select(ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at)
+            .where(ApiKey.prefix == key[:API_KEY_PREFIX_LEN])
+        ).one_or_none()
+    if row is None or not secret_matches(key, row.secret_sha256) or row.revoked_at is not None:
+        raise AuthenticationError("Invalid or revoked API key.")
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        raise ExpiredTokenError("This API key has expired; create a new one.")
+    return Principal(row.user_id, "api_key")
+
+
+def authenticate_jwt(token: str) -> Principal:
+    """The subject of a valid HS256 JWT with ``sub`` and ``exp``."""
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["JWT_SECRET"],
+            algorithms=["HS256"],
+            options={"require": ["exp", "sub"]},
+        )
+        return Principal(uuid.UUID(str(claims["sub"])), "jwt")
+    except jwt.ExpiredSignatureError:
+        raise ExpiredSignatureError("The token has expired; sign in again.") from None
+    except (jwt.InvalidTokenError, ValueError):
+        raise TokenError("The token is malformed, badly signed or missing claims.") from None
+
+
+def authenticate() -> Principal:
+    """Authenticate the current request from its bearer credential."""
+    credential = bearer_credential()
+    if credential.startswith(API_KEY_PREFIX):
+        return authenticate_api_key(credential)
+    return authenticate_jwt(credential)
+
+
+def login_required(view):
+    """Authenticate before anything else in the view runs (so 401 comes before 422)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        g.principal = authenticate()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def current_principal() -> Principal:
+    """The principal ``login_required`` authenticated."""
+    return g.principal

@@ -1,0 +1,107 @@
+"""Admin commands: ``flask db``, ``orgs``, ``users``, ``members``, ``tokens``.
+
+Each prints its result as the last line of stdout; a caller mistake exits 1 with one line on
+stderr. Every write goes through the unit of work.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from facets.config import normalize_database_url
+from facets.extensions import state
+from models import DomainError, Role, migrate
+from models.services import accounts
+
+db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
+orgs_cli = AppGroup("orgs", help="Organizations.")
+users_cli = AppGroup("users", help="Users.")
+members_cli = AppGroup("members", help="Org memberships.")
+tokens_cli = AppGroup("tokens", help="API keys.")
+
+
+def _database_url() -> str:
+    return normalize_database_url(current_app.config["DATABASE_URL"])
+
+
+def run_service(action, **kwargs):
+    """Run one service function in its own unit of work; domain errors become CLI errors."""
+    try:
+        with state().unit_of_work() as uow:
+            return action(uow, **kwargs)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    migrate.upgrade(_database_url(), revision)
+    click.echo(f"database at {revision}")
+
+
+@db_cli.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION ('base' for an empty schema)."""
+    migrate.downgrade(_database_url(), revision)
+    click.echo(f"database at {revision}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the applied revision."""
+    migrate.current(_database_url())
+
+
+@orgs_cli.command("create")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: the slug).")
+def orgs_create(slug: str, name: str | None) -> None:
+    """Create an org; prints its id."""
+    click.echo(run_service(accounts.create_org, slug=slug, name=name).id)
+
+
+@users_cli.command("create")
+@click.argument("email")
+def users_create(email: str) -> None:
+    """Create a user; prints its id."""
+    click.echo(run_service(accounts.create_user, email=email).id)
+
+
+@members_cli.command("add")
+@click.argument("slug")
+@click.argument("email")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+def members_add(slug: str, email: str, role: str) -> None:
+    """Make EMAIL a member of org SLUG with a role (or change their role)."""
+    run_service(accounts.add_member, org_slug=slug, email=email, role=Role(role))
+    click.echo(f"{email} is {role} of {slug}")
+
+
+@tokens_cli.command("create")
+@click.argument("email")
+@click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
+def tokens_create(email: str, expires_in: int | None) -> None:
+    """Issue an API key for EMAIL; prints the key (shown once, stored hashed)."""
+    lifetime = timedelta(seconds=expires_in) if expires_in else None
+    click.echo(run_service(accounts.create_api_key, email=email, expires_in=lifetime).key)
+
+
+@tokens_cli.command("revoke")
+@click.argument("prefix")
+def tokens_revoke(prefix: str) -> None:
+    """Revoke the API key whose public prefix is PREFIX."""
+    run_service(accounts.revoke_api_key, prefix=prefix)
+    click.echo(f"revoked {prefix}")
+
+
+def init_app(app: Flask) -> None:
+    for group in (db_cli, orgs_cli, users_cli, members_cli, tokens_cli):
+        app.cli.add_command(group)

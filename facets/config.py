@@ -1,0 +1,54 @@
+"""Configuration from the environment, with defaults that work on a fresh machine.
+
+Every key is documented in the README's configuration table. ``create_app(config)`` applies a
+mapping on top (tests use it); nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_REDIS_URL = "fakeredis://"
+
+
+def default_database_url(instance_path: str) -> str:
+    """A SQLite file in the app's instance folder."""
+    return f"sqlite:///{Path(instance_path) / 'facets.sqlite3'}"
+
+
+def from_environment(instance_path: str) -> dict[str, Any]:
+    """The settings the environment gives, with working local defaults."""
+    env = os.environ
+    return {
+        "FACETS_ENV": env.get("FACETS_ENV", "development"),
+        "DATABASE_URL": env.get("DATABASE_URL") or default_database_url(instance_path),
+        "REDIS_URL": env.get("REDIS_URL") or EMBEDDED_REDIS_URL,
+        "JWT_SECRET": env.get("JWT_SECRET"),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+    }
+
+
+def finalize(config: dict[str, Any]) -> None:
+    """Fill derived settings and refuse unsafe ones.
+
+    :raise RuntimeError: production without a ``JWT_SECRET``.
+    """
+    if not config.get("JWT_SECRET"):
+        if config.get("FACETS_ENV") == "production":
+            raise RuntimeError("JWT_SECRET must be set when FACETS_ENV=production")
+        config["JWT_SECRET"] = secrets.token_urlsafe(32)
+        log.warning("JWT_SECRET is not set: using a random secret; JWTs die with this process")
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

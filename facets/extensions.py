@@ -1,0 +1,71 @@
+"""The app's extensions: database, Redis, after-commit hooks and the flask-smorest ``Api``.
+
+They are built in ``init_app`` from the app's config and kept in ``app.extensions["facets"]``;
+nothing connects at import time. ``state()`` reaches them from inside a request or command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from flask import Flask, current_app
+
+from flask_smorest import Api
+
+from facets.config import EMBEDDED_REDIS_URL, normalize_database_url
+from facets.errors import register_error_handlers
+from facets.schemas import APIErrorPayloadSchema
+from models import Database, HookRegistry, UnitOfWork
+
+
+class FacetsApi(Api):
+    """flask-smorest's Api with the spec's error envelope instead of its own."""
+
+    ERROR_SCHEMA = APIErrorPayloadSchema
+
+    def _register_error_handlers(self) -> None:
+        register_error_handlers(self._app)
+
+
+@dataclass
+class FacetsState:
+    """Everything one app instance owns."""
+
+    db: Database
+    redis: redis.Redis
+    hooks: HookRegistry
+    api: FacetsApi
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work whose commits run this app's after-commit hooks."""
+        return UnitOfWork(self.db, self.hooks)
+
+
+def make_redis(url: str) -> redis.Redis:
+    """A Redis client; ``fakeredis://`` gives an in-process server (the embedded default)."""
+    if url == EMBEDDED_REDIS_URL or url.startswith("fakeredis://"):
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    return redis.Redis.from_url(url, protocol=2, decode_responses=True, health_check_interval=30)
+
+
+def init_app(app: Flask) -> FacetsState:
+    """Build the extensions of ``app`` from its config."""
+    api = FacetsApi()
+    facets_state = FacetsState(
+        db=Database(normalize_database_url(app.config["DATABASE_URL"])),
+        redis=make_redis(app.config["REDIS_URL"]),
+        hooks=HookRegistry(),
+        api=api,
+    )
+    app.extensions["facets"] = facets_state
+    api.init_app(app)
+    return facets_state
+
+
+def state() -> FacetsState:
+    """The extensions of the current app."""
+    return current_app.extensions["facets"]

@@ -1,0 +1,154 @@
+"""Marshmallow schemas: the spec's objects under the spec's names, and the query arguments.
+
+Component names come from the class names minus ``Schema`` (``SandboxFacetsResponse``,
+``SandboxProjectFacetEntry``, ``SandboxStateFacetEntry``, ``APIErrorPayload``,
+``ValidationErrorItem``).
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from models import SANDBOX_STATES
+
+ERROR_TYPES = (
+    "already_exists_error app_error authentication_error conflict_error aws_error "
+    "configuration_error database_error dynamodb_error e2b_error e2b_rate_limit_error "
+    "expired_signature_error expired_token_error forbidden_error group_error invalid_error "
+    "invalid_flag_error invalid_username_error mail_error member_exists_error "
+    "member_limit_exceeded_error migration_lock_timeout_error not_found_error "
+    "oauth_config_error org_sandbox_capacity_exceeded_error bad_gateway_error "
+    "gateway_timeout_error s3_error server_error task_error stripe_error token_error "
+    "upgrade_required_error usage_limit_exceeded_error user_verification_error "
+    "validation_error"
+).split()
+ERROR_CODES = (400, 401, 403, 404, 409, 422, 426, 429, 500, 502, 504)
+STATE_CHOICES_MESSAGE = "Must be one of: " + ", ".join(SANDBOX_STATES) + "."
+
+
+class ValidationErrorItemSchema(ma.Schema):
+    loc = ma.fields.List(
+        ma.fields.Raw(), required=True, metadata={"description": "Where the validation error occurred"}
+    )
+    msg = ma.fields.String(required=True, metadata={"description": "Human-readable validation message"})
+    type = ma.fields.String(
+        required=True, metadata={"description": "Machine-readable validation error type"}
+    )
+
+
+class APIErrorPayloadSchema(ma.Schema):
+    """Canonical API error envelope returned by the API."""
+
+    code = ma.fields.Integer(
+        required=True,
+        validate=validate.OneOf(ERROR_CODES),
+        metadata={"description": "HTTP status code"},
+    )
+    detail = ma.fields.String(required=True, metadata={"description": "Human-readable error message"})
+    errors = ma.fields.List(ma.fields.Nested(ValidationErrorItemSchema), allow_none=True)
+    type = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(ERROR_TYPES),
+        metadata={"description": "Stable machine-readable error type"},
+    )
+
+
+class StateFilterField(ma.fields.List):
+    """Sandbox states from repeated keys, comma-separated values, or both.
+
+    webargs reads every occurrence of the key (``is_multiple``); each is split on commas.
+    Empty items and duplicates are dropped, so ``state=`` alone means no filter.
+    """
+
+    is_multiple = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(ma.fields.String(validate=validate.OneOf(SANDBOX_STATES)), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> tuple[str, ...]:
+        raw = value if isinstance(value, list | tuple) else [value]
+        states: list[str] = []
+        for item in raw:
+            if not isinstance(item, str):
+                raise ma.ValidationError(STATE_CHOICES_MESSAGE)
+            for part in item.split(","):
+                part = part.strip()
+                if not part:
+                    continue
+                if part not in SANDBOX_STATES:
+                    raise ma.ValidationError(f"Invalid state '{part}'. {STATE_CHOICES_MESSAGE}")
+                if part not in states:
+                    states.append(part)
+        return tuple(states)
+
+
+class SandboxFilterQueryArgsSchema(ma.Schema):
+    """The filters shared by the facets and the sandbox list."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    state = StateFilterField(
+        allow_none=True,
+        metadata={
+            "description": "Active sandbox state filter (repeatable or comma-separated). "
+            "Narrows both the states and projects facets."
+        },
+    )
+    project_id = ma.fields.UUID(
+        allow_none=True, metadata={"description": "Active project filter. Narrows both facets."}
+    )
+
+
+class SandboxFacetsQueryArgsSchema(SandboxFilterQueryArgsSchema):
+    """Query arguments of the facets endpoint."""
+
+
+class SandboxStateFacetEntrySchema(ma.Schema):
+    """A single sandbox state and its count under the caller's filters."""
+
+    count = ma.fields.Integer(required=True, metadata={"title": "Count"})
+    value = ma.fields.String(
+        required=True, validate=validate.OneOf(SANDBOX_STATES), metadata={"title": "Value"}
+    )
+
+
+class SandboxProjectFacetEntrySchema(ma.Schema):
+    """A single project bucket and its sandbox count.
+
+    Sandboxes without a project are omitted from this facet because they cannot be used as
+    project filter options; they are still included in the state facet counts and the sandbox
+    list response.
+    """
+
+    count = ma.fields.Integer(required=True, metadata={"title": "Count"})
+    project_id = ma.fields.UUID(allow_none=True, metadata={"title": "Project Id"})
+    project_key = ma.fields.String(allow_none=True, metadata={"title": "Project Key"})
+    project_name = ma.fields.String(allow_none=True, metadata={"title": "Project Name"})
+
+
+class SandboxFacetsResponseSchema(ma.Schema):
+    """Per-dimension value counts for sandboxes matching the caller's filter.
+
+    Every caller-supplied filter is applied to both facets: counts reflect "what's in the
+    current view". Both lists are pre-sorted by count DESC with a stable alphabetical
+    tiebreaker.
+    """
+
+    projects = ma.fields.List(
+        ma.fields.Nested(SandboxProjectFacetEntrySchema),
+        metadata={
+            "title": "Projects",
+            "description": "Distinct projects with sandbox counts. Sandboxes without a project "
+            "are omitted because they cannot be selected as project filter options.",
+        },
+    )
+    states = ma.fields.List(
+        ma.fields.Nested(SandboxStateFacetEntrySchema),
+        metadata={
+            "title": "States",
+            "description": "Distinct sandbox state values with sandbox counts. "
+            "Empty buckets are omitted.",
+        },
+    )

@@ -1,0 +1,64 @@
+"""The org-scoped blueprint and what its operations share: path docs, auth, error docs."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from flask_smorest import Blueprint
+
+from facets.schemas import APIErrorPayloadSchema
+from models import Access, load_access
+
+from facets.auth import current_principal
+from facets.extensions import state
+
+blp = Blueprint(
+    "sandboxes",
+    __name__,
+    url_prefix="/api/v1/org/<org>",
+    description="Sandboxes of an organization and their facet counts.",
+)
+
+ORG_PARAMETER = {
+    "in": "path",
+    "name": "org",
+    "required": True,
+    "description": "Organization slug",
+    "schema": {"type": "string", "title": "Org", "description": "Organization slug"},
+}
+BEARER_SECURITY = [{"bearerAuth": []}]
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request",
+    401: "Authentication failed",
+    403: "Access forbidden",
+    404: "Not found",
+    409: "Already exists",
+    422: "Validation error",
+    426: "Upgrade required",
+    429: "Rate limited",
+    500: "Internal server error",
+    502: "Bad gateway",
+    504: "Gateway timeout",
+}
+
+
+def documents_errors(*statuses: int):
+    """Document each status as an ``APIErrorPayload`` response of the operation."""
+
+    def decorator(view):
+        for status in statuses:
+            view = blp.alt_response(
+                status,
+                schema=APIErrorPayloadSchema,
+                description=ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            )(view)
+        return view
+
+    return decorator
+
+
+def caller_access(org: str) -> Access:
+    """The authenticated caller's access to ``org``: 404 if it does not exist, 403 if not a member."""
+    with state().db.read_session() as session:
+        return load_access(session, org, current_principal().user_id)

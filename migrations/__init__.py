@@ -1,0 +1,1 @@
+"""Alembic migrations of the facets schema; applied by ``flask db upgrade``."""

@@ -1,0 +1,66 @@
+"""Who may see what in an org, resolved in one query.
+
+owner / admin see every sandbox of the org; a member sees sandboxes in the projects they are a
+member of plus sandboxes with no project. ``Access.project_ids`` is None for "every project".
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from models.errors import Forbidden, NotFound
+from models.org import Membership, Org, Role
+from models.project import Project, ProjectMember
+
+
+@dataclass(frozen=True)
+class Access:
+    """A caller's standing in one org, and the org's facet version when it was read."""
+
+    org_id: uuid.UUID
+    org_slug: str
+    user_id: uuid.UUID
+    role: Role
+    version: int
+    project_ids: frozenset[uuid.UUID] | None
+
+    def sees_project(self, project_id: uuid.UUID | None) -> bool:
+        """Whether sandboxes in this project (None: no project) are visible to the caller."""
+        return project_id is None or self.project_ids is None or project_id in self.project_ids
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role.sees_everything
+
+
+def load_access(session: Session, org_slug: str, user_id: uuid.UUID) -> Access:
+    """Resolve the org, the caller's role and version in one round trip.
+
+    :raise NotFound: no org has this slug.
+    :raise Forbidden: the caller is not a member of the org.
+    """
+    row = session.execute(
+        select(Org.id, Org.facet_version, Membership.role)
+        .outerjoin(Membership, and_(Membership.org_id == Org.id, Membership.user_id == user_id))
+        .where(Org.slug == org_slug)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"Organization '{org_slug}' not found.")
+    org_id, version, role = row
+    if role is None:
+        raise Forbidden("You are not a member of this organization.")
+    role = Role(role)
+    project_ids = None
+    if not role.sees_everything:
+        project_ids = frozenset(
+            session.scalars(
+                select(ProjectMember.project_id)
+                .join(Project, Project.id == ProjectMember.project_id)
+                .where(ProjectMember.user_id == user_id, Project.org_id == org_id)
+            )
+        )
+    return Access(org_id, org_slug, user_id, role, version, project_ids)

@@ -1,0 +1,61 @@
+"""What the sandbox and project services share: the locked access check and lookups."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+from sqlalchemy import select
+
+from models.access import Access, load_access
+from models.errors import Forbidden, NotFound
+from models.org import Org
+from models.project import Project
+from models.uow import UnitOfWork
+
+
+class Unset(enum.Enum):
+    """Marks a keyword argument the caller did not pass (distinct from an explicit None)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+def lock_access(uow: UnitOfWork, *, org_slug: str, user_id: uuid.UUID) -> Access:
+    """Lock the org, then resolve the caller's access under that lock.
+
+    Locking first means a concurrent membership change cannot slip between the access check
+    and the write it allows.
+    """
+    org_id = uow.session.scalar(select(Org.id).where(Org.slug == org_slug))
+    if org_id is None:
+        raise NotFound(f"Organization '{org_slug}' not found.")
+    uow.lock_org(org_id)
+    return load_access(uow.session, org_slug, user_id)
+
+
+def require_admin(access: Access, action: str) -> None:
+    """Only owners and admins may ``action``."""
+    if not access.is_admin:
+        raise Forbidden(f"Only owners and admins may {action}.")
+
+
+def visible_project(uow: UnitOfWork, access: Access, project_id: uuid.UUID) -> Project:
+    """A project of the org the caller can see; anything else is indistinguishable from absent."""
+    project = uow.session.get(Project, project_id)
+    if project is None or project.org_id != access.org_id or not access.sees_project(project.id):
+        raise NotFound("Project not found.")
+    return project
+
+
+def placeable_project(uow: UnitOfWork, access: Access, project_id: uuid.UUID | None) -> None:
+    """Check the caller may put a sandbox in this project (None: no project, always allowed)."""
+    if project_id is None:
+        return
+    project = uow.session.get(Project, project_id)
+    if project is None or project.org_id != access.org_id:
+        raise NotFound("Project not found.")
+    if not access.sees_project(project_id):
+        raise Forbidden("You may only place sandboxes in projects you are a member of.")

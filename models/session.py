@@ -1,0 +1,62 @@
+"""Engines and sessions: one ``Database`` per app, bound from ``DATABASE_URL``.
+
+Reads use ``read_session()``; writes never open a session themselves, they go through
+``models.uow.UnitOfWork``, which uses ``write_engine``. On SQLite the driver's implicit
+transactions are replaced by explicit ``BEGIN`` (so a read transaction is one snapshot) and
+writers take ``BEGIN IMMEDIATE`` (so two writers queue instead of failing to upgrade a lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+class Database:
+    """The engines and session factory of one app."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = create_engine(
+                url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
+            )
+            _use_explicit_sqlite_transactions(self.engine)
+        else:
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10)
+        self.write_engine: Engine = self.engine.execution_options(begin_immediate=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads; whatever it leaves open is rolled back."""
+        with self._sessions() as session:
+            yield session
+
+    def write_session(self) -> Session:
+        """A session on the writer engine, for the unit of work only."""
+        return Session(self.write_engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _use_explicit_sqlite_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        immediate = conn.get_execution_options().get("begin_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

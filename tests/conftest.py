@@ -1,0 +1,193 @@
+"""Fixtures: the app on each test leg, its client and CLI runner, and a ``world`` builder.
+
+Legs: ``fast`` (a SQLite file copied from a migrated template + in-process fakeredis) always;
+``real`` (``TEST_DATABASE_URL`` PostgreSQL + ``TEST_REDIS_URL`` Redis) when those are set. A
+real leg whose server is unreachable errors; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, text
+
+from facets import create_app
+from facets.extensions import state
+from models import Access, Base, Role
+from models import migrate
+from models.services import accounts, projects, sandboxes
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
+LEGS = ["fast"] + (["real"] if TEST_DATABASE_URL else [])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> str:
+    """A migrated SQLite file that each fast-leg test copies."""
+    path = tmp_path_factory.mktemp("template") / "facets.sqlite3"
+    migrate.upgrade(f"sqlite:///{path}")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The real leg's PostgreSQL, emptied and migrated once per session."""
+    assert TEST_DATABASE_URL, "TEST_DATABASE_URL is not set"
+    from facets.config import normalize_database_url
+
+    url = normalize_database_url(TEST_DATABASE_URL)
+    engine = create_engine(url)
+    with engine.begin() as conn:  # fails loudly when the server is unreachable
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    migrate.upgrade(url)
+    return url
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=LEGS)
+def leg(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def app_config(leg, request, tmp_path) -> dict:
+    """The config of the app under test on this leg."""
+    config = {"TESTING": True, "JWT_SECRET": JWT_SECRET, "LOG_LEVEL": "WARNING"}
+    if leg == "fast":
+        db_path = tmp_path / "facets.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), db_path)
+        config.update(DATABASE_URL=f"sqlite:///{db_path}", REDIS_URL="fakeredis://")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _truncate_postgres(url)
+        config.update(DATABASE_URL=url, REDIS_URL=TEST_REDIS_URL or "fakeredis://")
+        if TEST_REDIS_URL:
+            redis_lib.Redis.from_url(TEST_REDIS_URL).flushdb()  # errors if unreachable
+    return config
+
+
+@pytest.fixture
+def app(app_config):
+    app = create_app(app_config)
+    yield app
+    with app.app_context():
+        state().db.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user with an API key, ready to call the API."""
+
+    user_id: uuid.UUID
+    email: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+class World:
+    """Builds orgs, users, projects and sandboxes through the service layer."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._n = 0
+
+    def _uow(self):
+        return state().unit_of_work()
+
+    def _admin_access(self, uow, org_slug: str) -> Access:
+        org = accounts.get_org(uow, slug=org_slug)
+        version = uow.lock_org(org.id)
+        return Access(org.id, org.slug, uuid.UUID(int=0), Role.OWNER, version, None)
+
+    def org(self, slug: str, name: str | None = None) -> uuid.UUID:
+        with self.app.app_context(), self._uow() as uow:
+            return accounts.create_org(uow, slug=slug, name=name).id
+
+    def caller(self, org: str | None = None, role: str = "owner", projects_=()) -> Caller:
+        """A new user (member of ``org`` with ``role`` and project memberships) and a key."""
+        self._n += 1
+        email = f"user{self._n}-{uuid.uuid4().hex[:6]}@example.com"
+        with self.app.app_context():
+            with self._uow() as uow:
+                user = accounts.create_user(uow, email=email)
+                if org is not None:
+                    accounts.add_member(uow, org_slug=org, email=email, role=Role(role))
+            for project_id in projects_:
+                self.add_project_member(org, project_id, email)
+            with self._uow() as uow:
+                key = accounts.create_api_key(uow, email=email).key
+        return Caller(user.id, email, key)
+
+    def project(self, org: str, key: str, name: str | None = None) -> uuid.UUID:
+        with self.app.app_context(), self._uow() as uow:
+            access = self._admin_access(uow, org)
+            return projects.create_project(uow, access=access, key=key, name=name or key).id
+
+    def add_project_member(self, org: str, project_id: uuid.UUID, email: str) -> None:
+        with self.app.app_context(), self._uow() as uow:
+            access = self._admin_access(uow, org)
+            projects.add_project_member(uow, access=access, project_id=project_id, email=email)
+
+    def sandboxes(
+        self, org: str, project_id: uuid.UUID | None = None, state_: str = "running", n: int = 1
+    ) -> list[uuid.UUID]:
+        """``n`` sandboxes in one state (killed ones are created running, then killed)."""
+        with self.app.app_context(), self._uow() as uow:
+            access = self._admin_access(uow, org)
+            ids = []
+            for _ in range(n):
+                sandbox = sandboxes.create_sandbox(
+                    uow,
+                    access=access,
+                    project_id=project_id,
+                    state="running" if state_ == "killed" else state_,
+                )
+                if state_ == "killed":
+                    sandboxes.update_sandbox(
+                        uow, access=access, sandbox_id=sandbox.id, state="killed"
+                    )
+                ids.append(sandbox.id)
+            return ids
+
+
+@pytest.fixture
+def world(app) -> World:
+    return World(app)
+
+
+def make_jwt(sub, *, secret: str = JWT_SECRET, expires_in: int = 300, **claims) -> str:
+    """An HS256 JWT for ``sub``; negative ``expires_in`` gives an expired one."""
+    payload = {"sub": str(sub), "exp": datetime.now(UTC) + timedelta(seconds=expires_in)}
+    payload.update(claims)
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")
