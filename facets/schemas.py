@@ -7,10 +7,14 @@ Component names come from the class names minus ``Schema`` (``SandboxFacetsRespo
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import marshmallow as ma
 from marshmallow import validate
 
 from models import SANDBOX_STATES
+from models.project import PROJECT_KEY_PATTERN
+from models.services.sandboxes import CREATABLE_STATES
 
 ERROR_TYPES = (
     "already_exists_error app_error authentication_error conflict_error aws_error "
@@ -25,6 +29,8 @@ ERROR_TYPES = (
 ).split()
 ERROR_CODES = (400, 401, 403, 404, 409, 422, 426, 429, 500, 502, 504)
 STATE_CHOICES_MESSAGE = "Must be one of: " + ", ".join(SANDBOX_STATES) + "."
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 
 class ValidationErrorItemSchema(ma.Schema):
@@ -152,3 +158,129 @@ class SandboxFacetsResponseSchema(ma.Schema):
             "Empty buckets are omitted.",
         },
     )
+
+
+class SandboxListQueryArgsSchema(SandboxFilterQueryArgsSchema):
+    """Query arguments of the sandbox list: the facet filters plus a page."""
+
+    state = StateFilterField(
+        allow_none=True,
+        metadata={"description": "Sandbox state filter (repeatable or comma-separated)."},
+    )
+    project_id = ma.fields.UUID(allow_none=True, metadata={"description": "Project filter."})
+    limit = ma.fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"Page size (default {DEFAULT_PAGE_SIZE})."},
+    )
+    cursor = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "The `next_cursor` of the previous page; omit for the first."},
+    )
+
+
+class SandboxSchema(ma.Schema):
+    """A sandbox as the API shows it."""
+
+    id = ma.fields.UUID(required=True)
+    project_id = ma.fields.UUID(allow_none=True, required=True)
+    state = ma.fields.String(required=True, validate=validate.OneOf(SANDBOX_STATES))
+    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+    updated_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+
+
+class SandboxListResponseSchema(ma.Schema):
+    """One page of sandboxes, newest first."""
+
+    sandboxes = ma.fields.List(ma.fields.Nested(SandboxSchema), required=True)
+    next_cursor = ma.fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
+    )
+
+
+class SandboxCreateSchema(ma.Schema):
+    """The body of a sandbox creation."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    project_id = ma.fields.UUID(
+        allow_none=True, metadata={"description": "The project; omit or null for none."}
+    )
+    state = ma.fields.String(
+        validate=validate.OneOf(CREATABLE_STATES),
+        metadata={"description": "The initial state (default running)."},
+    )
+
+
+class SandboxUpdateSchema(ma.Schema):
+    """The body of a sandbox change; omitted fields keep their value."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    project_id = ma.fields.UUID(
+        allow_none=True, metadata={"description": "Move to this project; null for none."}
+    )
+    state = ma.fields.String(
+        validate=validate.OneOf(SANDBOX_STATES),
+        metadata={"description": "The new state; killed is terminal."},
+    )
+
+
+class ProjectSchema(ma.Schema):
+    """A project as the API shows it."""
+
+    id = ma.fields.UUID(required=True)
+    key = ma.fields.String(required=True)
+    name = ma.fields.String(required=True)
+
+
+class ProjectListResponseSchema(ma.Schema):
+    """The projects the caller can see, by name."""
+
+    projects = ma.fields.List(ma.fields.Nested(ProjectSchema), required=True)
+
+
+PROJECT_KEY_FIELD = {
+    "validate": validate.Regexp(
+        PROJECT_KEY_PATTERN,
+        error="1-32 letters, digits, '_' or '-', starting with a letter or digit.",
+    ),
+    "metadata": {"description": "Short key, unique in the org."},
+}
+PROJECT_NAME_FIELD = {
+    "validate": validate.Length(min=1, max=200),
+    "metadata": {"description": "Display name."},
+}
+
+
+class ProjectCreateSchema(ma.Schema):
+    """The body of a project creation."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    key = ma.fields.String(required=True, **PROJECT_KEY_FIELD)
+    name = ma.fields.String(required=True, **PROJECT_NAME_FIELD)
+
+
+class ProjectUpdateSchema(ma.Schema):
+    """The body of a project change; omitted fields keep their value."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    key = ma.fields.String(**PROJECT_KEY_FIELD)
+    name = ma.fields.String(**PROJECT_NAME_FIELD)
+
+
+class ProjectMemberAddSchema(ma.Schema):
+    """The org member to add to a project."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    email = ma.fields.Email(required=True, metadata={"description": "A member of the org."})

@@ -46,14 +46,6 @@ def create_project(uow: UnitOfWork, *, access: Access, key: str, name: str) -> P
     return project
 
 
-def list_projects(uow: UnitOfWork, *, access: Access) -> list[Project]:
-    """The projects the caller can see, by name then key."""
-    query = select(Project).where(Project.org_id == access.org_id)
-    if access.project_ids is not None:
-        query = query.where(Project.id.in_(access.project_ids))
-    return list(uow.session.scalars(query.order_by(func.lower(Project.name), Project.key)))
-
-
 def update_project(
     uow: UnitOfWork,
     *,
@@ -87,7 +79,7 @@ def delete_project(uow: UnitOfWork, *, access: Access, project_id: uuid.UUID) ->
             select(Sandbox.state, func.count())
             .where(Sandbox.project_id == project.id)
             .group_by(Sandbox.state)
-        ).tuples()
+        ).all()
     )
     uow.session.execute(
         update(Sandbox)
