@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from facets import cli, config as config_module, docs, extensions, request_id
+from facets import cache_cli, cli, config as config_module, docs, extensions, request_id
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -34,4 +34,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     docs.init_app(app)
     request_id.init_app(app)
     cli.init_app(app)
+    cache_cli.init_app(app)
     return app

@@ -14,8 +14,11 @@ from flask import Flask, current_app
 
 from flask_smorest import Api
 
+from facets.cache import CounterCache
 from facets.config import EMBEDDED_REDIS_URL, normalize_database_url
 from facets.errors import register_error_handlers
+from facets.labels import ProjectLabels
+from facets.metrics import HOOK_FAILURES
 from facets.schemas import APIErrorPayloadSchema
 from models import Database, HookRegistry, UnitOfWork
 
@@ -35,8 +38,11 @@ class FacetsState:
 
     db: Database
     redis: redis.Redis
+    cache: CounterCache
+    labels: ProjectLabels
     hooks: HookRegistry
     api: FacetsApi
+    lease_wait_s: float
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work whose commits run this app's after-commit hooks."""
@@ -55,11 +61,19 @@ def make_redis(url: str) -> redis.Redis:
 def init_app(app: Flask) -> FacetsState:
     """Build the extensions of ``app`` from its config."""
     api = FacetsApi()
+    db = Database(normalize_database_url(app.config["DATABASE_URL"]))
+    client = make_redis(app.config["REDIS_URL"])
+    cache = CounterCache(client)
+    hooks = HookRegistry(on_failure=lambda _hook, _exc: HOOK_FAILURES.inc())
+    hooks.register(cache.after_commit)
     facets_state = FacetsState(
-        db=Database(normalize_database_url(app.config["DATABASE_URL"])),
-        redis=make_redis(app.config["REDIS_URL"]),
-        hooks=HookRegistry(),
+        db=db,
+        redis=client,
+        cache=cache,
+        labels=ProjectLabels(db),
+        hooks=hooks,
         api=api,
+        lease_wait_s=app.config["CACHE_LEASE_WAIT_MS"] / 1000,
     )
     app.extensions["facets"] = facets_state
     api.init_app(app)

@@ -1,24 +1,28 @@
-"""The facet read path: the org's (state, project) cells, sliced to the caller's view.
+"""The facet read path: the org's counts, sliced to the caller's view, warm or cold.
 
-``facet_cells`` is the only place that decides where the cells come from; everything after it
-(slicing by visibility and filters, labels, ordering) is the same whatever the source, so a
-response does not depend on how the counts were obtained.
+``read_counts`` is the only place that decides where counts come from: the Redis hashes when
+they are labelled with the caller's org version (see ``facets.cache``), else the SQL recount,
+which it then installs. Everything after it (labels, ordering) is the same whatever the source,
+so a response does not depend on how its counts were obtained.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from facets.extensions import state
-from models import Access, NotFound, Project
+from facets.cache import CounterCache, cell_field
+from facets.extensions import FacetsState, state
+from facets.metrics import CACHE_RECOUNTS, FACETS_SERVED, LEASE_WAITS
+from models import SANDBOX_STATES, Access, NotFound
 from models.events import Cell
 from models.recount import recount_org
+
+LEASE_POLL_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,13 @@ class FacetFilter:
     project_id: uuid.UUID | None = None
 
 
-def facet_cells(access: Access) -> Mapping[Cell, int]:
-    """The org's sandbox counts per (state, project) cell."""
-    recount = recount_org(state().db, access.org_id)
-    if recount is None:
-        raise NotFound(f"Organization '{access.org_slug}' not found.")
-    return recount.cells
+@dataclass(frozen=True)
+class FacetCounts:
+    """Counts per state and per project of the caller's view, and how they were obtained."""
+
+    by_state: Counter[str]
+    by_project: Counter[uuid.UUID]
+    path: str  # "warm", "cold" or "empty"
 
 
 def slice_cells(
@@ -56,16 +61,87 @@ def slice_cells(
     return by_state, by_project
 
 
-def project_labels(project_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
-    """Key and name of each project, by primary key."""
-    ids = list(project_ids)
-    if not ids:
-        return {}
-    with state().db.read_session() as session:
-        rows = session.execute(
-            select(Project.id, Project.key, Project.name).where(Project.id.in_(ids))
+def _needed_fields(access: Access, flt: FacetFilter) -> list[str] | None:
+    """The ``cells`` fields a view needs, when its projects are known (None: all of them)."""
+    if flt.project_id is not None:
+        projects: list[uuid.UUID | None] = [flt.project_id]
+    elif access.project_ids is not None:
+        projects = [None, *sorted(access.project_ids)]
+    else:
+        return None
+    return [cell_field(s, p) for s in flt.states or SANDBOX_STATES for p in projects]
+
+
+def cached_counts(cache: CounterCache, access: Access, flt: FacetFilter) -> tuple[int | None, FacetCounts | None]:
+    """The view's counts from Redis if labelled with the access's version; also the label seen."""
+    if access.project_ids is None and not flt.states and flt.project_id is None:
+        totals = cache.read_totals(access.org_id)
+        if totals is None:
+            return None, None
+        if totals.version != access.version:
+            return totals.version, None
+        return totals.version, FacetCounts(
+            Counter(totals.by_state), Counter(totals.by_project), "warm"
         )
-        return {pid: (key, name) for pid, key, name in rows}
+    cached = cache.read_cells(access.org_id, _needed_fields(access, flt))
+    if cached is None:
+        return None, None
+    if cached.version != access.version:
+        return cached.version, None
+    return cached.version, FacetCounts(*slice_cells(cached.cells, access, flt), "warm")
+
+
+def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: bool) -> FacetCounts:
+    """The view's counts from the SQL recount, installed in Redis when ``install``."""
+    recount = recount_org(st.db, access.org_id)
+    if recount is None:
+        raise NotFound(f"Organization '{access.org_slug}' not found.")
+    CACHE_RECOUNTS.inc()
+    if install:
+        st.cache.install(access.org_id, recount)
+    return FacetCounts(*slice_cells(recount.cells, access, flt), "cold")
+
+
+def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCounts:
+    """Recount under the org's lease, or wait briefly for the lease holder's install."""
+    cache = st.cache
+    token = cache.acquire_lease(access.org_id)
+    if token is not None:
+        try:
+            return recount_counts(st, access, flt, install=True)
+        finally:
+            cache.release_lease(access.org_id, token)
+    LEASE_WAITS.inc()
+    deadline = time.monotonic() + st.lease_wait_s
+    while time.monotonic() < deadline:
+        time.sleep(LEASE_POLL_S)
+        label, counts = cached_counts(cache, access, flt)
+        if counts is not None:
+            return counts
+        if label is not None and label > access.version:
+            break  # newer than this caller's snapshot: recounting is the quickest exact answer
+    return recount_counts(st, access, flt, install=False)
+
+
+def read_counts(
+    access: Access, flt: FacetFilter, refresh: Callable[[], Access] | None = None
+) -> tuple[Access, FacetCounts]:
+    """The counts of the caller's view, and the access they were sliced with.
+
+    When Redis already holds a newer version than the caller's snapshot, the access is read
+    again once (``refresh``) so that a busy org keeps being served warm.
+    """
+    if flt.project_id is not None and not access.sees_project(flt.project_id):
+        return access, FacetCounts(Counter(), Counter(), "empty")
+    st = state()
+    label, counts = cached_counts(st.cache, access, flt)
+    if counts is None and refresh is not None and label is not None and label > access.version:
+        access = refresh()
+        label, counts = cached_counts(st.cache, access, flt)
+    if counts is None:
+        counts = cold_counts(st, access, flt)
+    FACETS_SERVED.labels(path=counts.path).inc()
+    return access, counts
 
 
 def facets_body(
@@ -88,12 +164,29 @@ def facets_body(
             {"project_id": project_id, "project_key": key, "project_name": name, "count": count}
         )
     projects.sort(
-        key=lambda p: (-p["count"], p["project_name"].casefold(), p["project_key"], str(p["project_id"]))
+        key=lambda p: (
+            -p["count"],
+            p["project_name"].casefold(),
+            p["project_key"],
+            str(p["project_id"]),
+        )
     )
     return {"projects": projects, "states": states}
 
 
-def read_facets(access: Access, flt: FacetFilter) -> dict[str, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class FacetsRead:
+    """A facets body, the access it was computed for, and the path that served it."""
+
+    body: dict[str, list[dict[str, Any]]]
+    access: Access
+    path: str
+
+
+def read_facets(
+    access: Access, flt: FacetFilter, refresh: Callable[[], Access] | None = None
+) -> FacetsRead:
     """The facets of the caller's current view of the org."""
-    by_state, by_project = slice_cells(facet_cells(access), access, flt)
-    return facets_body(by_state, by_project, project_labels(by_project))
+    access, counts = read_counts(access, flt, refresh)
+    labels = state().labels.get(access.org_id, access.version, counts.by_project)
+    return FacetsRead(facets_body(counts.by_state, counts.by_project, labels), access, counts.path)

@@ -27,8 +27,7 @@ class Recount:
 
 def recount_org(db: Database, org_id: uuid.UUID) -> Recount | None:
     """Count the org's sandboxes by (state, project) at one snapshot; None if the org is gone."""
-    options = {} if db.is_sqlite else {"isolation_level": "REPEATABLE READ"}
-    with db.engine.connect().execution_options(**options) as conn, conn.begin():
+    with db.snapshot_engine.connect() as conn, conn.begin():
         version = conn.execute(
             select(Org.facet_version).where(Org.id == org_id)
         ).scalar_one_or_none()

@@ -1,6 +1,7 @@
 """Engines and sessions: one ``Database`` per app, bound from ``DATABASE_URL``.
 
-Reads use ``read_session()``; writes never open a session themselves, they go through
+Reads use ``read_session()``, one snapshot per session (REPEATABLE READ on PostgreSQL, a
+deferred transaction on SQLite); writes never open a session themselves, they go through
 ``models.uow.UnitOfWork``, which uses ``write_engine``. On SQLite the driver's implicit
 transactions are replaced by explicit ``BEGIN`` (so a read transaction is one snapshot) and
 writers take ``BEGIN IMMEDIATE`` (so two writers queue instead of failing to upgrade a lock).
@@ -31,11 +32,16 @@ class Database:
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10)
         self.write_engine: Engine = self.engine.execution_options(begin_immediate=True)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.snapshot_engine: Engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
-        """A session for reads; whatever it leaves open is rolled back."""
+        """A read-only session whose statements all see one snapshot; rolled back at the end."""
         with self._sessions() as session:
             yield session
 

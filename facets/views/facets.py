@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from flask import Response, g, request
+from werkzeug.http import quote_etag
+
 from facets.auth import login_required
+from facets.etag import CACHE_CONTROL, facets_etag
+from facets.metrics import FACETS_SERVED
 from facets.read import FacetFilter, read_facets
 from facets.schemas import SandboxFacetsQueryArgsSchema, SandboxFacetsResponseSchema
 from facets.views.blueprint import (
@@ -19,6 +24,7 @@ from facets.views.blueprint import (
 @login_required
 @blp.arguments(SandboxFacetsQueryArgsSchema, location="query", as_kwargs=True)
 @blp.response(200, SandboxFacetsResponseSchema, description="Successful Response")
+@blp.alt_response(304, description="Not modified: the `If-None-Match` tag is still current.")
 @documents_errors(*ERROR_DESCRIPTIONS)
 @blp.doc(security=BEARER_SECURITY, operationId="get_sandbox_facets")
 def get_sandbox_facets(org: str, state=None, project_id=None):
@@ -29,7 +35,21 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
     Powers the tab badges and filter dropdowns on the Hosted Sandboxes page.
 
     A `project_id` the caller cannot see (or that does not exist) gives empty facets.
-    502 is never produced by this service; it is listed as a gateway in front may return it.
+    Responses carry an `ETag`; send it back in `If-None-Match` to get a 304 while nothing
+    in the caller's view changed. 502 is never produced by this service; it is listed as a
+    gateway in front may return it.
     """
     access = caller_access(org)
-    return read_facets(access, FacetFilter(tuple(state or ()), project_id))
+    flt = FacetFilter(tuple(state or ()), project_id)
+    etag = facets_etag(access, flt)
+    if request.if_none_match.contains_weak(etag):
+        FACETS_SERVED.labels(path="not_modified").inc()
+        g.facets_path = "not_modified"
+        return Response(
+            status=304, headers={"ETag": quote_etag(etag), "Cache-Control": CACHE_CONTROL}
+        )
+    result = read_facets(access, flt, refresh=lambda: caller_access(org))
+    g.facets_path = result.path
+    if result.access is not access:
+        etag = facets_etag(result.access, flt)
+    return result.body, 200, {"ETag": quote_etag(etag), "Cache-Control": CACHE_CONTROL}

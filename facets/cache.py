@@ -1,0 +1,351 @@
+"""The Redis counter cache of each org's facet cells, and why it is never wrong.
+
+Per org, in one Redis Cluster slot (hash tag ``{<org id>}``):
+
+- ``cells``: field ``<state>:<project id or ->`` → sandbox count, plus ``v``;
+- ``totals``: roll-ups ``s:<state>`` and ``p:<project id>`` of the same cells, plus ``v``;
+- ``pending``: field ``<version>`` → the deltas of a commit that arrived before its turn;
+- ``lease``: who is recounting the org right now.
+
+Zero counts are deleted, so both hashes hold only non-empty buckets.
+
+Invariant: if ``cells`` exists with ``v = x``, then ``cells`` and ``totals`` equal the SQL
+recount of the org right after commit ``x``. Why it holds:
+
+1. The unit of work bumps the org's ``facet_version`` by one in the same transaction as every
+   change, under the org row lock, and records each change from the rows as they were under
+   that lock. So version ``x`` names exactly one commit, versions are gap-free and in commit
+   order, and the deltas of ``x`` are exactly ``counts(x) - counts(x - 1)``.
+2. A hash is created only by ``install`` (``INSTALL_LUA``), from a recount that read the
+   version and the GROUP BY in one snapshot: it is ``counts(V)`` labelled ``V``. Install never
+   replaces a hash labelled higher than ``V`` (a late recount cannot overwrite newer
+   increments); replacing an equal label is harmless, as both are ``counts(V)``.
+3. A hash changes otherwise only in ``APPLY_LUA``, which applies the deltas of version
+   ``x + 1`` to a hash at ``x`` and relabels it ``x + 1``. Deltas for a version at or below the
+   label are ignored (repeats, stragglers after an install); deltas from the future wait in
+   ``pending`` and are applied, in order, once their predecessor lands (reordering). With no
+   hash, nothing is created: the deltas wait in ``pending`` for an install, so an increment
+   can never make a partial hash that looks warm.
+4. Both scripts run atomically in Redis, so readers never see a half-applied step. A count
+   that would go negative proves a broken premise; the script then deletes the hashes so the
+   next read recounts instead of serving it.
+
+A read gets the org version ``a`` in the same snapshot that resolves the caller's access and
+serves from Redis only if the hash is labelled exactly ``a``: by the invariant the answer is
+the SQL count at that snapshot, which includes every commit the caller saw. Anything else
+(no hash, a lost update, Redis flushed or down) makes the read recount from SQL; one reader
+per org holds the lease and installs, the others wait briefly or recount without installing.
+A Redis error is logged and counted, and only ever makes the answer come from SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from facets.metrics import CACHE_INSTALLS, CACHE_UPDATES, REDIS_ERRORS
+from models.events import Cell, net_deltas
+from models.recount import Recount
+from models.uow import OrgCommit
+
+log = logging.getLogger(__name__)
+
+NO_PROJECT = "-"
+VERSION_FIELD = "v"
+
+_LUA_HELPERS = """
+local cells, totals, pending = KEYS[1], KEYS[2], KEYS[3]
+
+local function bump(key, field, n)
+  local value = redis.call('HINCRBY', key, field, n)
+  if value == 0 then redis.call('HDEL', key, field) end
+  return value >= 0
+end
+
+-- deltas: "state project n state project n ..." (project '-' for none)
+local function apply(deltas)
+  local t = {}
+  for word in string.gmatch(deltas, '%S+') do t[#t + 1] = word end
+  local ok = true
+  for i = 1, #t, 3 do
+    local state, project, n = t[i], t[i + 1], tonumber(t[i + 2])
+    ok = bump(cells, state .. ':' .. project, n) and ok
+    ok = bump(totals, 's:' .. state, n) and ok
+    if project ~= '-' then ok = bump(totals, 'p:' .. project, n) and ok end
+  end
+  return ok
+end
+
+-- apply buffered successors of `version`, drop buffered predecessors, label the hashes
+local function settle(version, ttl_ms)
+  local ok = true
+  while true do
+    local nxt = redis.call('HGET', pending, tostring(version + 1))
+    if not nxt then break end
+    ok = apply(nxt) and ok
+    version = version + 1
+  end
+  for _, field in ipairs(redis.call('HKEYS', pending)) do
+    if tonumber(field) <= version then redis.call('HDEL', pending, field) end
+  end
+  if not ok then
+    redis.call('DEL', cells, totals)
+    return 'corrupt'
+  end
+  local label = string.format('%d', version)
+  redis.call('HSET', cells, 'v', label)
+  redis.call('HSET', totals, 'v', label)
+  redis.call('PEXPIRE', cells, ttl_ms)
+  redis.call('PEXPIRE', totals, ttl_ms)
+  return version
+end
+
+local function buffer(version, deltas, pending_ttl_ms, max_pending)
+  if redis.call('HLEN', pending) < max_pending then
+    redis.call('HSET', pending, version, deltas)
+    redis.call('PEXPIRE', pending, pending_ttl_ms)
+  end
+end
+"""
+
+# KEYS: cells, totals, pending. ARGV: version, deltas, ttl_ms, pending_ttl_ms, max_pending.
+APPLY_LUA = (
+    _LUA_HELPERS
+    + """
+local version = tonumber(ARGV[1])
+local current = redis.call('HGET', cells, 'v')
+if not current then
+  buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
+  return 'absent'
+end
+current = tonumber(current)
+if version <= current then return 'stale' end
+if version > current + 1 then
+  buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
+  return 'buffered'
+end
+if not apply(ARGV[2]) then
+  redis.call('DEL', cells, totals)
+  return 'corrupt'
+end
+local settled = settle(version, tonumber(ARGV[3]))
+if settled == 'corrupt' then return 'corrupt' end
+return 'applied'
+"""
+)
+
+# KEYS: cells, totals, pending. ARGV: version, deltas (the full counts), ttl_ms.
+INSTALL_LUA = (
+    _LUA_HELPERS
+    + """
+local version = tonumber(ARGV[1])
+local current = redis.call('HGET', cells, 'v')
+if current and tonumber(current) > version then return 'kept' end
+redis.call('DEL', cells, totals)
+apply(ARGV[2])
+local settled = settle(version, tonumber(ARGV[3]))
+if settled == 'corrupt' then return 'corrupt' end
+return 'installed'
+"""
+)
+
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def cell_field(state: str, project_id: uuid.UUID | None) -> str:
+    """The ``cells`` field of a (state, project) cell."""
+    return f"{state}:{project_id or NO_PROJECT}"
+
+
+def parse_cell_field(field: str) -> Cell:
+    """The (state, project) cell of a ``cells`` field."""
+    state, _, project = field.partition(":")
+    return state, None if project == NO_PROJECT else uuid.UUID(project)
+
+
+def encode_deltas(deltas: Iterable[tuple[Cell, int]]) -> str:
+    """Cell deltas as the scripts' ``state project n`` words."""
+    return " ".join(f"{state} {project or NO_PROJECT} {n}" for (state, project), n in deltas)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The per-state and per-project roll-ups of a warm org."""
+
+    version: int
+    by_state: dict[str, int]
+    by_project: dict[uuid.UUID, int]
+
+
+@dataclass(frozen=True)
+class CachedCells:
+    version: int
+    cells: dict[Cell, int]
+
+
+def _parse_cells(raw: dict[str, str]) -> CachedCells | None:
+    version = raw.pop(VERSION_FIELD, None)
+    if version is None:
+        return None
+    return CachedCells(int(version), {parse_cell_field(f): int(n) for f, n in raw.items()})
+
+
+def _parse_totals(raw: dict[str, str]) -> Totals | None:
+    version = raw.pop(VERSION_FIELD, None)
+    if version is None:
+        return None
+    by_state: dict[str, int] = {}
+    by_project: dict[uuid.UUID, int] = {}
+    for field, count in raw.items():
+        kind, _, name = field.partition(":")
+        if kind == "s":
+            by_state[name] = int(count)
+        else:
+            by_project[uuid.UUID(name)] = int(count)
+    return Totals(int(version), by_state, by_project)
+
+
+def rollup(cells: dict[Cell, int]) -> tuple[dict[str, int], dict[uuid.UUID, int]]:
+    """Per-state and per-project totals of cells, zeros omitted (what ``totals`` holds)."""
+    by_state: dict[str, int] = {}
+    by_project: dict[uuid.UUID, int] = {}
+    for (state, project), n in cells.items():
+        by_state[state] = by_state.get(state, 0) + n
+        if project is not None:
+            by_project[project] = by_project.get(project, 0) + n
+    return (
+        {k: v for k, v in by_state.items() if v},
+        {k: v for k, v in by_project.items() if v},
+    )
+
+
+class CounterCache:
+    """Reads and writes of the per-org facet hashes; every Redis error is absorbed here."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_ms: int = 7 * 24 * 3600 * 1000,
+        pending_ttl_ms: int = 10 * 60 * 1000,
+        max_pending: int = 10_000,
+        lease_ms: int = 10_000,
+    ) -> None:
+        self.redis = client
+        self.ttl_ms = ttl_ms
+        self.pending_ttl_ms = pending_ttl_ms
+        self.max_pending = max_pending
+        self.lease_ms = lease_ms
+        self._apply = client.register_script(APPLY_LUA)
+        self._install = client.register_script(INSTALL_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+
+    @staticmethod
+    def keys(org_id: uuid.UUID) -> tuple[str, str, str]:
+        """The cells, totals and pending keys of an org (one cluster slot)."""
+        tag = f"facets:{{{org_id}}}"
+        return f"{tag}:cells", f"{tag}:totals", f"{tag}:pending"
+
+    @staticmethod
+    def lease_key(org_id: uuid.UUID) -> str:
+        return f"facets:{{{org_id}}}:lease"
+
+    def _absorb(self, op: str, exc: redis.RedisError) -> None:
+        REDIS_ERRORS.labels(op=op).inc()
+        log.warning("redis %s failed, answering from SQL: %s", op, type(exc).__name__)
+
+    def after_commit(self, commits: Sequence[OrgCommit]) -> None:
+        """The unit of work's hook: send each org's committed deltas, labelled with its version."""
+        for commit in commits:
+            self.apply(commit.org_id, commit.version, net_deltas(list(commit.events)))
+
+    def apply(self, org_id: uuid.UUID, version: int, deltas: dict[Cell, int]) -> str:
+        """Apply one commit's deltas (see ``APPLY_LUA``); returns the outcome."""
+        try:
+            result = self._apply(
+                keys=self.keys(org_id),
+                args=[
+                    version,
+                    encode_deltas(deltas.items()),
+                    self.ttl_ms,
+                    self.pending_ttl_ms,
+                    self.max_pending,
+                ],
+            )
+        except redis.RedisError as exc:
+            self._absorb("apply", exc)
+            result = "error"
+        CACHE_UPDATES.labels(result=result).inc()
+        if result == "corrupt":
+            log.error("facet cache of org %s went negative; dropped it for a recount", org_id)
+        return result
+
+    def install(self, org_id: uuid.UUID, recount: Recount) -> str:
+        """Offer a recount to Redis (see ``INSTALL_LUA``); returns the outcome."""
+        try:
+            result = self._install(
+                keys=self.keys(org_id),
+                args=[recount.version, encode_deltas(recount.cells.items()), self.ttl_ms],
+            )
+        except redis.RedisError as exc:
+            self._absorb("install", exc)
+            result = "error"
+        CACHE_INSTALLS.labels(result=result).inc()
+        return result
+
+    def read_totals(self, org_id: uuid.UUID) -> Totals | None:
+        """The roll-ups of the whole org, or None when cold or unreachable."""
+        try:
+            raw = self.redis.hgetall(self.keys(org_id)[1])
+        except redis.RedisError as exc:
+            self._absorb("read", exc)
+            return None
+        return _parse_totals(raw)
+
+    def read_cells(self, org_id: uuid.UUID, fields: Sequence[str] | None) -> CachedCells | None:
+        """The given cells (None: all of them), or None when cold or unreachable."""
+        key = self.keys(org_id)[0]
+        try:
+            if fields is None:
+                raw = self.redis.hgetall(key)
+            else:
+                values = self.redis.hmget(key, [VERSION_FIELD, *fields])
+                raw = {f: v for f, v in zip([VERSION_FIELD, *fields], values) if v is not None}
+        except redis.RedisError as exc:
+            self._absorb("read", exc)
+            return None
+        return _parse_cells(raw)
+
+    def snapshot(self, org_id: uuid.UUID) -> tuple[CachedCells | None, Totals | None]:
+        """Both hashes of an org read atomically (for verify and rebuild; raises RedisError)."""
+        cells_key, totals_key, _ = self.keys(org_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(cells_key)
+        pipe.hgetall(totals_key)
+        raw_cells, raw_totals = pipe.execute()
+        return _parse_cells(raw_cells), _parse_totals(raw_totals)
+
+    def acquire_lease(self, org_id: uuid.UUID) -> str | None:
+        """A token if this caller may recount and install the org, else None."""
+        token = secrets.token_hex(8)
+        try:
+            if self.redis.set(self.lease_key(org_id), token, nx=True, px=self.lease_ms):
+                return token
+        except redis.RedisError as exc:
+            self._absorb("lease", exc)
+        return None
+
+    def release_lease(self, org_id: uuid.UUID, token: str) -> None:
+        """Give the lease back if it is still ours."""
+        try:
+            self._release(keys=[self.lease_key(org_id)], args=[token])
+        except redis.RedisError as exc:
+            self._absorb("lease", exc)

@@ -1,0 +1,143 @@
+"""``flask facets rebuild`` and ``flask facets verify``: the counter cache's admin commands.
+
+Both compare each org's Redis hashes with the one SQL recount (``models.recount``). Rebuild
+installs the recount through the same compare-and-set as the read path, so it is safe while
+traffic flows: it never replaces a hash newer than its recount.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import click
+import redis
+from sqlalchemy import select
+
+from flask.cli import AppGroup
+
+from facets.cache import CachedCells, CounterCache, Totals, rollup
+from facets.extensions import state
+from models import Database, Org
+from models.recount import Recount, recount_org
+
+facets_cli = AppGroup("facets", help="The Redis counter cache of the facets.")
+
+VERIFY_ATTEMPTS = 5
+VERIFY_RETRY_S = 0.05
+
+
+@dataclass(frozen=True)
+class Difference:
+    org: str
+    field: str
+    cache: object
+    sql: object
+
+
+def _orgs(db: Database, slug: str | None) -> list[tuple[uuid.UUID, str]]:
+    with db.read_session() as session:
+        query = select(Org.id, Org.slug).order_by(Org.slug)
+        if slug is not None:
+            query = query.where(Org.slug == slug)
+        orgs = [tuple(row) for row in session.execute(query)]
+    if slug is not None and not orgs:
+        raise click.ClickException(f"Organization '{slug}' not found.")
+    return orgs
+
+
+def compare(
+    slug: str, snapshot: tuple[CachedCells | None, Totals | None], recount: Recount
+) -> list[Difference]:
+    """How an org's hashes differ from a recount (empty when they agree or are cold)."""
+    cells, totals = snapshot
+    if cells is None and totals is None:
+        return []
+    if cells is None or totals is None:
+        return [Difference(slug, "hashes", "one of cells/totals missing", "both or neither")]
+    diffs = []
+    if cells.version != recount.version or totals.version != recount.version:
+        diffs.append(
+            Difference(slug, "version", f"{cells.version}/{totals.version}", recount.version)
+        )
+    for cell in sorted(set(cells.cells) | set(recount.cells), key=str):
+        cached, counted = cells.cells.get(cell, 0), recount.cells.get(cell, 0)
+        if cached != counted:
+            diffs.append(Difference(slug, f"cell {cell[0]}:{cell[1] or '-'}", cached, counted))
+    by_state, by_project = rollup(recount.cells)
+    for name, cached_map, counted_map in (
+        ("state", totals.by_state, by_state),
+        ("project", totals.by_project, by_project),
+    ):
+        for key in sorted(set(cached_map) | set(counted_map), key=str):
+            if cached_map.get(key, 0) != counted_map.get(key, 0):
+                diffs.append(
+                    Difference(slug, f"{name} {key}", cached_map.get(key, 0), counted_map.get(key, 0))
+                )
+    return diffs
+
+
+def verify_org(cache: CounterCache, db: Database, slug: str, org_id: uuid.UUID) -> list[Difference]:
+    """Differences between cache and SQL, retried while a commit is still being applied."""
+    for _ in range(VERIFY_ATTEMPTS):
+        recount = recount_org(db, org_id)
+        if recount is None:
+            return []
+        diffs = compare(slug, cache.snapshot(org_id), recount)
+        if not diffs or all(d.field != "version" for d in diffs):
+            return diffs
+        time.sleep(VERIFY_RETRY_S)
+    return diffs
+
+
+@facets_cli.command("verify")
+@click.option("--org", "slug", help="Only this org (default: all).")
+def verify(slug: str | None) -> None:
+    """Compare the cache with SQL without changing anything; exit 1 on any difference."""
+    st = state()
+    diffs: list[Difference] = []
+    orgs = _orgs(st.db, slug)
+    try:
+        for org_id, org_slug in orgs:
+            diffs.extend(verify_org(st.cache, st.db, org_slug, org_id))
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}") from None
+    if diffs:
+        click.echo(f"{'org':<24} {'field':<52} {'cache':>12} {'sql':>12}")
+        for d in diffs:
+            click.echo(f"{d.org:<24} {d.field:<52} {d.cache!s:>12} {d.sql!s:>12}")
+        click.echo(f"{len(diffs)} differences in {len({d.org for d in diffs})} of {len(orgs)} orgs")
+        raise SystemExit(1)
+    click.echo(f"cache agrees with SQL for {len(orgs)} orgs")
+
+
+@facets_cli.command("rebuild")
+@click.option("--org", "slug", help="Only this org (default: all).")
+def rebuild(slug: str | None) -> None:
+    """Recount orgs from SQL and install the counts in Redis (safe while traffic flows)."""
+    st = state()
+    started = time.monotonic()
+    orgs = _orgs(st.db, slug)
+    differed = 0
+    try:
+        with click.progressbar(orgs, label="rebuilding", file=click.get_text_stream("stderr")) as bar:
+            for org_id, org_slug in bar:
+                recount = recount_org(st.db, org_id)
+                if recount is None:
+                    continue
+                snapshot = st.cache.snapshot(org_id)
+                if snapshot[0] is None or compare(org_slug, snapshot, recount):
+                    differed += 1
+                if st.cache.install(org_id, recount) == "error":
+                    raise redis.ConnectionError("install failed")
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}") from None
+    click.echo(
+        f"rebuilt {len(orgs)} orgs, {differed} differed before, "
+        f"{time.monotonic() - started:.2f}s"
+    )
+
+
+def init_app(app) -> None:
+    app.cli.add_command(facets_cli)

@@ -1,0 +1,19 @@
+"""Prometheus metrics of the service (process-wide, as prometheus-client keeps them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+FACETS_SERVED = Counter(
+    "facets_served_total", "Facets responses by how they were answered", ["path"]
+)
+CACHE_RECOUNTS = Counter("facets_cache_recounts_total", "SQL recounts of an org's facet cells")
+CACHE_INSTALLS = Counter(
+    "facets_cache_installs_total", "Recounts offered to Redis, by outcome", ["result"]
+)
+CACHE_UPDATES = Counter(
+    "facets_cache_updates_total", "After-commit cache updates, by outcome", ["result"]
+)
+LEASE_WAITS = Counter("facets_cache_lease_waits_total", "Cold reads that waited on another's lease")
+REDIS_ERRORS = Counter("facets_redis_errors_total", "Redis errors absorbed, by operation", ["op"])
+HOOK_FAILURES = Counter("facets_after_commit_hook_failures_total", "After-commit hooks that raised")
