@@ -258,7 +258,8 @@ class CounterCache:
     def lease_key(org_id: uuid.UUID) -> str:
         return f"facets:{{{org_id}}}:lease"
 
-    def _absorb(self, op: str, exc: redis.RedisError) -> None:
+    def absorb(self, op: str, exc: redis.RedisError) -> None:
+        """Log and count a Redis error that the caller answers around."""
         REDIS_ERRORS.labels(op=op).inc()
         log.warning("redis %s failed, answering from SQL: %s", op, type(exc).__name__)
 
@@ -281,7 +282,7 @@ class CounterCache:
                 ],
             )
         except redis.RedisError as exc:
-            self._absorb("apply", exc)
+            self.absorb("apply", exc)
             result = "error"
         CACHE_UPDATES.labels(result=result).inc()
         if result == "corrupt":
@@ -296,7 +297,7 @@ class CounterCache:
                 args=[recount.version, encode_deltas(recount.cells.items()), self.ttl_ms],
             )
         except redis.RedisError as exc:
-            self._absorb("install", exc)
+            self.absorb("install", exc)
             result = "error"
         CACHE_INSTALLS.labels(result=result).inc()
         return result
@@ -306,7 +307,7 @@ class CounterCache:
         try:
             raw = self.redis.hgetall(self.keys(org_id)[1])
         except redis.RedisError as exc:
-            self._absorb("read", exc)
+            self.absorb("read", exc)
             return None
         return _parse_totals(raw)
 
@@ -320,7 +321,7 @@ class CounterCache:
                 values = self.redis.hmget(key, [VERSION_FIELD, *fields])
                 raw = {f: v for f, v in zip([VERSION_FIELD, *fields], values) if v is not None}
         except redis.RedisError as exc:
-            self._absorb("read", exc)
+            self.absorb("read", exc)
             return None
         return _parse_cells(raw)
 
@@ -334,13 +335,13 @@ class CounterCache:
         return _parse_cells(raw_cells), _parse_totals(raw_totals)
 
     def acquire_lease(self, org_id: uuid.UUID) -> str | None:
-        """A token if this caller may recount and install the org, else None."""
+        """A token if this caller may recount and install the org, ``None`` if another holds it.
+
+        :raise redis.RedisError: Redis is unreachable (nobody can install: just recount).
+        """
         token = secrets.token_hex(8)
-        try:
-            if self.redis.set(self.lease_key(org_id), token, nx=True, px=self.lease_ms):
-                return token
-        except redis.RedisError as exc:
-            self._absorb("lease", exc)
+        if self.redis.set(self.lease_key(org_id), token, nx=True, px=self.lease_ms):
+            return token
         return None
 
     def release_lease(self, org_id: uuid.UUID, token: str) -> None:
@@ -348,4 +349,4 @@ class CounterCache:
         try:
             self._release(keys=[self.lease_key(org_id)], args=[token])
         except redis.RedisError as exc:
-            self._absorb("lease", exc)
+            self.absorb("lease", exc)

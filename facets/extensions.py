@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from flask import Flask, current_app
 
@@ -21,6 +23,9 @@ from facets.labels import ProjectLabels
 from facets.metrics import HOOK_FAILURES
 from facets.schemas import APIErrorPayloadSchema
 from models import Database, HookRegistry, UnitOfWork
+
+
+REDIS_TIMEOUT_S = 0.5
 
 
 class FacetsApi(Api):
@@ -55,7 +60,16 @@ def make_redis(url: str) -> redis.Redis:
         import fakeredis
 
         return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    return redis.Redis.from_url(url, protocol=2, decode_responses=True, health_check_interval=30)
+    return redis.Redis.from_url(
+        url,
+        protocol=2,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+        # One quick retry: a request must not stall on Redis when SQL can answer instead.
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+    )
 
 
 def init_app(app: Flask) -> FacetsState:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from facets.cache import CounterCache, cell_field
 from facets.extensions import FacetsState, state
 from facets.metrics import CACHE_RECOUNTS, FACETS_SERVED, LEASE_WAITS
@@ -105,7 +107,11 @@ def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: b
 def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCounts:
     """Recount under the org's lease, or wait briefly for the lease holder's install."""
     cache = st.cache
-    token = cache.acquire_lease(access.org_id)
+    try:
+        token = cache.acquire_lease(access.org_id)
+    except redis.RedisError as exc:
+        cache.absorb("lease", exc)
+        return recount_counts(st, access, flt, install=False)
     if token is not None:
         try:
             return recount_counts(st, access, flt, install=True)
@@ -118,8 +124,8 @@ def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCount
         label, counts = cached_counts(cache, access, flt)
         if counts is not None:
             return counts
-        if label is not None and label > access.version:
-            break  # newer than this caller's snapshot: recounting is the quickest exact answer
+        if label is None or label > access.version:
+            break  # Redis gone, or newer than this caller's snapshot: recount
     return recount_counts(st, access, flt, install=False)
 
 

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import create_engine, text
 
 from facets import create_app
@@ -191,3 +193,22 @@ def make_jwt(sub, *, secret: str = JWT_SECRET, expires_in: int = 300, **claims) 
     payload = {"sub": str(sub), "exp": datetime.now(UTC) + timedelta(seconds=expires_in)}
     payload.update(claims)
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")
+
+
+class redis_down:
+    """While active, every command of the app's Redis client fails to connect."""
+
+    def __init__(self, app) -> None:
+        with app.app_context():
+            self.client = state().redis
+
+    def __enter__(self):
+        self.pool = self.client.connection_pool
+        self.client.connection_pool = redis_lib.ConnectionPool(
+            host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.connection_pool.disconnect()
+        self.client.connection_pool = self.pool
