@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from facets.config import normalize_database_url
+from facets.demo import demo_command
 from facets.extensions import state
 from models import DomainError, Role, migrate
 from models.services import accounts
@@ -103,5 +104,5 @@ def tokens_revoke(prefix: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for group in (db_cli, orgs_cli, users_cli, members_cli, tokens_cli):
+    for group in (db_cli, orgs_cli, users_cli, members_cli, tokens_cli, demo_command):
         app.cli.add_command(group)
