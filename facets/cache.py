@@ -228,7 +228,11 @@ def rollup(cells: dict[Cell, int]) -> tuple[dict[str, int], dict[uuid.UUID, int]
 
 
 class CounterCache:
-    """Reads and writes of the per-org facet hashes; every Redis error is absorbed here."""
+    """Reads and writes of the per-org facet hashes.
+
+    Writes (``apply``, ``install``, ``release_lease``) absorb Redis errors themselves; reads and
+    ``acquire_lease`` raise them so the read path can tell "cold" from "unreachable".
+    """
 
     def __init__(
         self,
@@ -303,27 +307,24 @@ class CounterCache:
         return result
 
     def read_totals(self, org_id: uuid.UUID) -> Totals | None:
-        """The roll-ups of the whole org, or None when cold or unreachable."""
-        try:
-            raw = self.redis.hgetall(self.keys(org_id)[1])
-        except redis.RedisError as exc:
-            self.absorb("read", exc)
-            return None
-        return _parse_totals(raw)
+        """The roll-ups of the whole org, or None when cold.
+
+        :raise redis.RedisError: Redis is unreachable.
+        """
+        return _parse_totals(self.redis.hgetall(self.keys(org_id)[1]))
 
     def read_cells(self, org_id: uuid.UUID, fields: Sequence[str] | None) -> CachedCells | None:
-        """The given cells (None: all of them), or None when cold or unreachable."""
+        """The given cells (None: all of them), or None when cold.
+
+        :raise redis.RedisError: Redis is unreachable.
+        """
         key = self.keys(org_id)[0]
-        try:
-            if fields is None:
-                raw = self.redis.hgetall(key)
-            else:
-                values = self.redis.hmget(key, [VERSION_FIELD, *fields])
-                raw = {f: v for f, v in zip([VERSION_FIELD, *fields], values) if v is not None}
-        except redis.RedisError as exc:
-            self.absorb("read", exc)
-            return None
-        return _parse_cells(raw)
+        if fields is None:
+            return _parse_cells(self.redis.hgetall(key))
+        values = self.redis.hmget(key, [VERSION_FIELD, *fields])
+        return _parse_cells(
+            {f: v for f, v in zip([VERSION_FIELD, *fields], values, strict=True) if v is not None}
+        )
 
     def snapshot(self, org_id: uuid.UUID) -> tuple[CachedCells | None, Totals | None]:
         """Both hashes of an org read atomically (for verify and rebuild; raises RedisError)."""

@@ -31,7 +31,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "REDIS_URL": env.get("REDIS_URL") or EMBEDDED_REDIS_URL,
         "JWT_SECRET": env.get("JWT_SECRET"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
-        "CACHE_LEASE_WAIT_MS": int(env.get("CACHE_LEASE_WAIT_MS", "1000")),
+        "RECOUNT_TIMEOUT_MS": int(env.get("RECOUNT_TIMEOUT_MS", "2000")),
     }
 
 

@@ -47,7 +47,7 @@ class FacetsState:
     labels: ProjectLabels
     hooks: HookRegistry
     api: FacetsApi
-    lease_wait_s: float
+    recount_timeout_ms: int
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work whose commits run this app's after-commit hooks."""
@@ -77,7 +77,9 @@ def init_app(app: Flask) -> FacetsState:
     api = FacetsApi()
     db = Database(normalize_database_url(app.config["DATABASE_URL"]))
     client = make_redis(app.config["REDIS_URL"])
-    cache = CounterCache(client)
+    recount_timeout_ms = app.config["RECOUNT_TIMEOUT_MS"]
+    # A lease outlives the longest recount it covers, so a crashed holder frees it soon.
+    cache = CounterCache(client, lease_ms=recount_timeout_ms + 1000)
     hooks = HookRegistry(on_failure=lambda _hook, _exc: HOOK_FAILURES.inc())
     hooks.register(cache.after_commit)
     facets_state = FacetsState(
@@ -87,7 +89,7 @@ def init_app(app: Flask) -> FacetsState:
         labels=ProjectLabels(db),
         hooks=hooks,
         api=api,
-        lease_wait_s=app.config["CACHE_LEASE_WAIT_MS"] / 1000,
+        recount_timeout_ms=recount_timeout_ms,
     )
     app.extensions["facets"] = facets_state
     api.init_app(app)

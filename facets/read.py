@@ -21,6 +21,7 @@ from facets.cache import CounterCache, cell_field
 from facets.extensions import FacetsState, state
 from facets.metrics import CACHE_RECOUNTS, FACETS_SERVED, LEASE_WAITS
 from models import SANDBOX_STATES, Access, NotFound
+from models.errors import Timeout
 from models.events import Cell
 from models.recount import recount_org
 
@@ -94,8 +95,11 @@ def cached_counts(cache: CounterCache, access: Access, flt: FacetFilter) -> tupl
 
 
 def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: bool) -> FacetCounts:
-    """The view's counts from the SQL recount, installed in Redis when ``install``."""
-    recount = recount_org(st.db, access.org_id)
+    """The view's counts from the SQL recount, installed in Redis when ``install``.
+
+    :raise Timeout: the recount exceeded ``RECOUNT_TIMEOUT_MS`` (a 504).
+    """
+    recount = recount_org(st.db, access.org_id, timeout_ms=st.recount_timeout_ms)
     if recount is None:
         raise NotFound(f"Organization '{access.org_slug}' not found.")
     CACHE_RECOUNTS.inc()
@@ -104,29 +108,45 @@ def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: b
     return FacetCounts(*slice_cells(recount.cells, access, flt), "cold")
 
 
+def recount_under_lease(st: FacetsState, access: Access, flt: FacetFilter, token: str) -> FacetCounts:
+    """Recount and install while holding the org's lease, then give it back."""
+    try:
+        return recount_counts(st, access, flt, install=True)
+    finally:
+        st.cache.release_lease(access.org_id, token)
+
+
 def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCounts:
-    """Recount under the org's lease, or wait briefly for the lease holder's install."""
+    """Recount under the org's lease, or wait for the lease holder's install.
+
+    Only one reader per org recounts and installs; the others poll Redis for as long as a
+    recount may take. A waiter that sees a newer label recounts itself (the hash will not come
+    back at its version); one still waiting at the deadline takes the lease if it was freed,
+    else answers 504.
+
+    :raise Timeout: neither this reader's recount nor the lease holder's finished in time.
+    """
     cache = st.cache
     try:
+        token = cache.acquire_lease(access.org_id)
+        if token is not None:
+            return recount_under_lease(st, access, flt, token)
+        LEASE_WAITS.inc()
+        deadline = time.monotonic() + st.recount_timeout_ms / 1000
+        while time.monotonic() < deadline:
+            time.sleep(LEASE_POLL_S)
+            label, counts = cached_counts(cache, access, flt)
+            if counts is not None:
+                return counts
+            if label is not None and label > access.version:
+                return recount_counts(st, access, flt, install=False)
         token = cache.acquire_lease(access.org_id)
     except redis.RedisError as exc:
         cache.absorb("lease", exc)
         return recount_counts(st, access, flt, install=False)
-    if token is not None:
-        try:
-            return recount_counts(st, access, flt, install=True)
-        finally:
-            cache.release_lease(access.org_id, token)
-    LEASE_WAITS.inc()
-    deadline = time.monotonic() + st.lease_wait_s
-    while time.monotonic() < deadline:
-        time.sleep(LEASE_POLL_S)
-        label, counts = cached_counts(cache, access, flt)
-        if counts is not None:
-            return counts
-        if label is None or label > access.version:
-            break  # Redis gone, or newer than this caller's snapshot: recount
-    return recount_counts(st, access, flt, install=False)
+    if token is None:
+        raise Timeout("Another request is still counting this organization's sandboxes; retry shortly.")
+    return recount_under_lease(st, access, flt, token)
 
 
 def read_counts(
@@ -140,10 +160,14 @@ def read_counts(
     if flt.project_id is not None and not access.sees_project(flt.project_id):
         return access, FacetCounts(Counter(), Counter(), "empty")
     st = state()
-    label, counts = cached_counts(st.cache, access, flt)
-    if counts is None and refresh is not None and label is not None and label > access.version:
-        access = refresh()
+    try:
         label, counts = cached_counts(st.cache, access, flt)
+        if counts is None and refresh is not None and label is not None and label > access.version:
+            access = refresh()
+            label, counts = cached_counts(st.cache, access, flt)
+    except redis.RedisError as exc:
+        st.cache.absorb("read", exc)
+        counts = recount_counts(st, access, flt, install=False)
     if counts is None:
         counts = cold_counts(st, access, flt)
     FACETS_SERVED.labels(path=counts.path).inc()

@@ -41,3 +41,11 @@ class AlreadyExists(DomainError):
 class Invalid(DomainError):
     status = 400
     type = "invalid_error"
+
+
+class Timeout(DomainError):
+    """The database did not answer within the time this request may take; retry shortly."""
+
+    status = 504
+    type = "gateway_timeout_error"
+    headers = {"Retry-After": "1"}

@@ -3,20 +3,29 @@
 The cold-cache fallback, ``flask facets rebuild`` and ``flask facets verify`` all call
 ``recount_org``. It reads the org's facet version and the GROUP BY in one snapshot
 (REPEATABLE READ on PostgreSQL; a single deferred transaction on SQLite), so the counts are
-exactly those of that version.
+exactly those of that version. With ``timeout_ms`` the database abandons the recount after
+that long (PostgreSQL ``SET LOCAL statement_timeout``; SQLite a progress-handler interrupt)
+and ``Timeout`` is raised; admin commands pass no timeout.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import OperationalError
 
+from models.errors import Timeout
 from models.events import Cell
 from models.org import Org
 from models.sandbox import Sandbox
 from models.session import Database
+
+SQLITE_PROGRESS_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -25,9 +34,12 @@ class Recount:
     cells: dict[Cell, int]
 
 
-def recount_org(db: Database, org_id: uuid.UUID) -> Recount | None:
-    """Count the org's sandboxes by (state, project) at one snapshot; None if the org is gone."""
-    with db.snapshot_engine.connect() as conn, conn.begin():
+def recount_org(db: Database, org_id: uuid.UUID, *, timeout_ms: int | None = None) -> Recount | None:
+    """Count the org's sandboxes by (state, project) at one snapshot; None if the org is gone.
+
+    :raise Timeout: the recount took longer than ``timeout_ms``.
+    """
+    with db.snapshot_engine.connect() as conn, conn.begin(), _time_limit(db, conn, timeout_ms):
         version = conn.execute(
             select(Org.facet_version).where(Org.id == org_id)
         ).scalar_one_or_none()
@@ -39,3 +51,34 @@ def recount_org(db: Database, org_id: uuid.UUID) -> Recount | None:
             .group_by(Sandbox.state, Sandbox.project_id)
         )
         return Recount(version, {(state, project): n for state, project, n in rows})
+
+
+@contextmanager
+def _time_limit(db: Database, conn: Connection, timeout_ms: int | None) -> Iterator[None]:
+    if timeout_ms is None:
+        yield
+        return
+    if db.is_sqlite:
+        deadline = time.monotonic() + timeout_ms / 1000
+        raw = conn.connection.driver_connection
+        raw.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_PROGRESS_STEPS)
+    else:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+    try:
+        yield
+    except OperationalError as exc:
+        if _is_cancellation(exc):
+            raise Timeout(
+                f"Counting this organization's sandboxes took longer than {timeout_ms} ms; "
+                "retry shortly."
+            ) from None
+        raise
+    finally:
+        if db.is_sqlite:
+            raw.set_progress_handler(None, 0)
+
+
+def _is_cancellation(exc: OperationalError) -> bool:
+    """Whether the driver error is our own time limit firing."""
+    orig = exc.orig
+    return "interrupted" in str(orig) or type(orig).__name__ == "QueryCanceled"

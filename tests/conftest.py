@@ -32,6 +32,23 @@ JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
 LEGS = ["fast"] + (["real"] if TEST_DATABASE_URL else [])
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "leg(name): run the test on that leg only (fast or real)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect leg-specific tests on the other leg (they do not apply there: not a skip)."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("leg")
+        callspec = getattr(item, "callspec", None)
+        leg = callspec.params.get("leg") if callspec else None
+        (drop if marker and leg and leg != marker.args[0] else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> str:
     """A migrated SQLite file that each fast-leg test copies."""

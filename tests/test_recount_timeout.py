@@ -1,0 +1,131 @@
+"""504 gateway_timeout_error: a cold recount over its time limit, or a lease held too long."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, insert, select, text
+
+import facets.read as read_module
+from conftest import World
+from facets import create_app
+from facets.extensions import state
+from models import Org, Sandbox
+
+FACETS = "/api/v1/org/big/sandboxes/facets"
+
+
+@pytest.fixture
+def slow_app(app_config):
+    """The app with a 50 ms recount limit."""
+    app = create_app({**app_config, "RECOUNT_TIMEOUT_MS": 50})
+    yield app
+    with app.app_context():
+        state().db.dispose()
+
+
+def bulk_sandboxes(app, slug: str, n: int) -> None:
+    """Insert ``n`` sandboxes directly: test data, too much for the service layer to be quick."""
+    with app.app_context(), state().db.engine.begin() as conn:
+        org_id = conn.scalar(select(Org.id).where(Org.slug == slug))
+        conn.execute(
+            insert(Sandbox),
+            [{"id": uuid.uuid4(), "org_id": org_id, "state": "running"} for _ in range(n)],
+        )
+
+
+def assert_gateway_timeout(response):
+    assert response.status_code == 504
+    assert response.json["type"] == "gateway_timeout_error"
+    assert response.json["code"] == 504
+    assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.leg("real")
+def test_a_recount_blocked_past_its_limit_is_a_504(slow_app):
+    """PostgreSQL: the recount waits on a lock until statement_timeout cancels it."""
+    world = World(slow_app)
+    world.org("big")
+    owner = world.caller("big", "owner")
+    client = slow_app.test_client()
+    locker = create_engine(slow_app.config["DATABASE_URL"])
+    with locker.begin() as conn:
+        conn.execute(text("LOCK TABLE sandboxes IN ACCESS EXCLUSIVE MODE"))
+        assert_gateway_timeout(client.get(FACETS, headers=owner.headers))
+    locker.dispose()
+    assert client.get(FACETS, headers=owner.headers).status_code == 200
+
+
+@pytest.mark.leg("fast")
+def test_a_recount_interrupted_past_its_limit_is_a_504_on_sqlite(app_config):
+    """SQLite: the progress handler interrupts a GROUP BY that runs past the limit."""
+    app = create_app({**app_config, "RECOUNT_TIMEOUT_MS": 1})
+    world = World(app)
+    world.org("big")
+    owner = world.caller("big", "owner")
+    bulk_sandboxes(app, "big", 60_000)
+    assert_gateway_timeout(app.test_client().get(FACETS, headers=owner.headers))
+
+    result = app.test_cli_runner().invoke(args=["facets", "rebuild", "--org", "big"])
+    assert result.exit_code == 0, result.output  # the admin rebuild is not time-limited
+    response = app.test_client().get(FACETS, headers=owner.headers)
+    assert response.json["states"] == [{"count": 60_000, "value": "running"}]
+    with app.app_context():
+        state().db.dispose()
+
+
+def test_waiting_past_the_limit_on_another_readers_lease_is_a_504(slow_app):
+    world = World(slow_app)
+    org_id = world.org("big")
+    owner = world.caller("big", "owner")
+    with slow_app.app_context():
+        cache = state().cache
+        assert cache.acquire_lease(org_id) is not None  # another reader is recounting
+    client = slow_app.test_client()
+    assert_gateway_timeout(client.get(FACETS, headers=owner.headers))
+
+    with slow_app.app_context():
+        cache.redis.delete(cache.lease_key(org_id))  # that reader is done (or its lease expired)
+    assert client.get(FACETS, headers=owner.headers).status_code == 200
+
+
+def test_a_waiter_is_served_by_the_lease_holders_install(app_config, monkeypatch):
+    """Many cold readers, one recount: the others are answered from the installed hash."""
+    app = create_app(app_config)
+    world = World(app)
+    world.org("big")
+    owner = world.caller("big", "owner")
+    world.sandboxes("big", None, "paused", 3)
+    with app.app_context():
+        st = state()
+        st.redis.flushdb()
+    recounts = []
+    gate = threading.Event()
+    real_recount = read_module.recount_org
+
+    def slow_recount(db, org_id, *, timeout_ms=None):
+        recounts.append(org_id)
+        gate.wait(5)
+        return real_recount(db, org_id, timeout_ms=timeout_ms)
+
+    results = []
+
+    def fetch():
+        results.append(app.test_client().get(FACETS, headers=owner.headers))
+
+    monkeypatch.setattr(read_module, "recount_org", slow_recount)
+    readers = [threading.Thread(target=fetch) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    while not recounts:
+        gate.wait(0.01)
+    gate.set()
+    for reader in readers:
+        reader.join(10)
+    assert [r.status_code for r in results] == [200] * 4
+    assert {r.get_data() for r in results} == {results[0].get_data()}
+    assert len(recounts) == 1
+    with app.app_context():
+        state().db.dispose()
