@@ -154,7 +154,9 @@ def test_every_filter_narrows_both_facets(client, acme, query, expected_states, 
     }
 
 
-@pytest.mark.parametrize("query", ["project_id={web}&state=killed", "project_id={api}&state=running"])
+@pytest.mark.parametrize(
+    "query", ["project_id={web}&state=killed", "project_id={api}&state=running"]
+)
 def test_filters_that_select_nothing_give_empty_lists(client, acme, query):
     response = get_facets(client, acme["owner"], query.format(**acme))
     assert response.status_code == 200
