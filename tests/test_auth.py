@@ -1,0 +1,227 @@
+"""Bearer authentication: API keys (found by prefix, checked by hash) and HS256 JWTs."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import warnings
+from datetime import timedelta
+
+import jwt
+import pytest
+from sqlalchemy import select
+
+from conftest import JWT_SECRET, make_jwt
+from facets.extensions import state
+from models import ApiKey
+from models.services import accounts
+
+FACETS = "/api/v1/org/acme/sandboxes/facets"
+
+
+@pytest.fixture
+def member(world):
+    """A member of acme (which has one running sandbox) with a live API key."""
+    world.org("acme")
+    world.sandboxes("acme", None, "running", 1)
+    return world.caller("acme", "member")
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+def assert_401(response, type_: str) -> None:
+    assert response.status_code == 401, response.json
+    assert (response.json["code"], response.json["type"]) == (401, type_)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def issue_key(app, email: str, expires_in: timedelta | None = None) -> str:
+    with app.app_context(), state().unit_of_work() as uow:
+        return accounts.create_api_key(uow, email=email, expires_in=expires_in).key
+
+
+def revoke_key(app, key: str) -> None:
+    with app.app_context(), state().unit_of_work() as uow:
+        accounts.revoke_api_key(uow, prefix=key[: accounts.API_KEY_PREFIX_LEN])
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+def test_valid_api_key(client, member):
+    response = client.get(FACETS, headers=member.headers)
+    assert response.status_code == 200
+    assert response.json["states"] == [{"value": "running", "count": 1}]
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_bearer_scheme_is_case_insensitive(client, member, scheme):
+    response = client.get(FACETS, headers={"Authorization": f"{scheme} {member.key}"})
+    assert response.status_code == 200
+
+
+def forged_keys(key: str) -> list[str]:
+    """Keys that must not authenticate: unknown prefixes, and a known prefix with a wrong secret."""
+    prefix_len = accounts.API_KEY_PREFIX_LEN
+    wrong_last = "A" if key[-1] != "A" else "B"
+    return [
+        "sk_00000000_" + "x" * 43,  # an unknown prefix
+        "sk_",
+        "sk_short",
+        key[:prefix_len],  # the public prefix alone
+        key[:-1] + wrong_last,  # the right prefix, one character of the secret wrong
+        key + "x",
+        key[:prefix_len] + "_guess",
+    ]
+
+
+def test_unknown_or_forged_api_keys_are_authentication_errors(client, member):
+    for forged in forged_keys(member.key):
+        response = client.get(FACETS, headers=bearer(forged))
+        assert_401(response, "authentication_error")
+        assert forged not in response.get_data(as_text=True)
+
+
+def test_revoked_api_key(app, client, member):
+    revoke_key(app, member.key)
+    assert_401(client.get(FACETS, headers=member.headers), "authentication_error")
+
+
+def test_revoked_and_unknown_keys_are_indistinguishable(app, client, member):
+    revoke_key(app, member.key)
+    revoked = client.get(FACETS, headers=member.headers)
+    unknown = client.get(FACETS, headers=bearer("sk_00000000_" + "x" * 43))
+    assert revoked.json == unknown.json
+
+
+def test_other_keys_of_the_user_survive_a_revocation(app, client, member):
+    second = issue_key(app, member.email)
+    revoke_key(app, member.key)
+    assert client.get(FACETS, headers=bearer(second)).status_code == 200
+
+
+def test_expired_api_key(app, client, member):
+    expired = issue_key(app, member.email, expires_in=timedelta(seconds=-1))
+    assert_401(client.get(FACETS, headers=bearer(expired)), "expired_token_error")
+
+
+def test_key_not_yet_expired_works(app, client, member):
+    live = issue_key(app, member.email, expires_in=timedelta(hours=1))
+    assert client.get(FACETS, headers=bearer(live)).status_code == 200
+
+
+def test_expiry_is_not_revealed_without_the_secret(app, client, member):
+    expired = issue_key(app, member.email, expires_in=timedelta(seconds=-1))
+    wrong = expired[: accounts.API_KEY_PREFIX_LEN] + "_" + "y" * 43
+    assert_401(client.get(FACETS, headers=bearer(wrong)), "authentication_error")
+
+
+def test_revoked_expired_key_is_an_authentication_error(app, client, member):
+    expired = issue_key(app, member.email, expires_in=timedelta(seconds=-1))
+    revoke_key(app, expired)
+    assert_401(client.get(FACETS, headers=bearer(expired)), "authentication_error")
+
+
+def test_stored_key_row_holds_only_prefix_and_sha256(app, runner, member):
+    result = runner.invoke(args=["tokens", "create", member.email])
+    assert result.exit_code == 0, result.output
+    key = result.stdout.splitlines()[-1]
+    prefix = key[: accounts.API_KEY_PREFIX_LEN]
+    secret = key[len(prefix) + 1 :]  # sk_<8 hex>_<secret>
+    with app.app_context(), state().db.read_session() as session:
+        row = session.execute(
+            select(ApiKey.__table__).where(ApiKey.prefix == prefix)
+        ).mappings().one()
+    assert row["secret_sha256"] == hashlib.sha256(key.encode()).hexdigest()
+    for column, value in row.items():
+        text = str(value)
+        assert key not in text, column
+        assert secret not in text, column
+        assert secret[:12] not in text, column
+
+
+# --- JWTs -----------------------------------------------------------------------------------
+
+
+def test_valid_jwt(client, member):
+    response = client.get(FACETS, headers=bearer(make_jwt(member.user_id)))
+    assert response.status_code == 200
+    assert response.json["states"] == [{"value": "running", "count": 1}]
+
+
+def test_expired_jwt(client, member):
+    token = make_jwt(member.user_id, expires_in=-10)
+    assert_401(client.get(FACETS, headers=bearer(token)), "expired_signature_error")
+
+
+def make_jwt_alg(user_id: uuid.UUID, algorithm: str) -> str:
+    """A token signed with the app's secret but another algorithm than HS256."""
+    with warnings.catch_warnings():  # the test secret is short for HS512; irrelevant here
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        return jwt.encode({"sub": str(user_id), "exp": 9999999999}, JWT_SECRET, algorithm)
+
+
+def split(token: str) -> list[str]:
+    return token.split(".")
+
+
+BAD_TOKENS = {
+    "wrong-secret": lambda uid: make_jwt(uid, secret="another-secret-that-is-long-enough-for-hs"),
+    "tampered-payload": lambda uid: ".".join(
+        [split(make_jwt(uid))[0], split(make_jwt(uuid.uuid4()))[1], split(make_jwt(uid))[2]]
+    ),
+    "no-signature": lambda uid: ".".join(split(make_jwt(uid))[:2]) + ".",
+    "two-parts": lambda uid: ".".join(split(make_jwt(uid))[:2]),
+    "alg-none": lambda uid: jwt.encode({"sub": str(uid), "exp": 9999999999}, None, "none"),
+    "hs512": lambda uid: make_jwt_alg(uid, "HS512"),
+    "missing-exp": lambda uid: make_jwt(uid, exp=None),
+    "missing-sub": lambda uid: jwt.encode({"exp": 9999999999}, JWT_SECRET, "HS256"),
+    "sub-not-a-uuid": lambda uid: make_jwt("alice"),
+    "garbage": lambda uid: "not-a-jwt",
+    "three-garbage-parts": lambda uid: "abc.def.ghi",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TOKENS))
+def test_bad_jwts_are_token_errors(client, member, case):
+    token = BAD_TOKENS[case](member.user_id)
+    response = client.get(FACETS, headers=bearer(token))
+    assert_401(response, "token_error")
+    assert token not in response.get_data(as_text=True)
+
+
+def test_expired_jwt_with_a_wrong_signature_is_a_token_error(client, member):
+    token = make_jwt(member.user_id, expires_in=-10, secret="wrong-secret-long-enough-for-hs256!!")
+    assert_401(client.get(FACETS, headers=bearer(token)), "token_error")
+
+
+# --- no credential --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param({"Authorization": ""}, id="empty"),
+        pytest.param({"Authorization": "Bearer"}, id="bearer-without-credential"),
+        pytest.param({"Authorization": "Bearer    "}, id="bearer-blank"),
+        pytest.param({"Authorization": "Basic dXNlcjpwYXNz"}, id="basic"),
+        pytest.param({"Authorization": "Token sk_abc"}, id="token-scheme"),
+        pytest.param({"Authorization": "sk_abc"}, id="bare-key"),
+        pytest.param({"Authorization": "Bearersk_abc"}, id="no-space"),
+    ],
+)
+def test_missing_or_non_bearer_credential(client, member, headers):
+    assert_401(client.get(FACETS, headers=headers), "authentication_error")
+
+
+def test_non_bearer_scheme_with_a_valid_key_is_refused(client, member):
+    headers = {"Authorization": f"Token {member.key}"}
+    assert_401(client.get(FACETS, headers=headers), "authentication_error")
+
+
+def test_authentication_comes_before_validation_and_org_lookup(client, member):
+    for path in (f"{FACETS}?state=Bogus&project_id=nope", "/api/v1/org/nope/sandboxes/facets"):
+        assert_401(client.get(path), "authentication_error")
