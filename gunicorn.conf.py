@@ -7,6 +7,8 @@ on the access log. The app itself is configured by its own variables (README, Co
 import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 from gunicorn.glogging import Logger, SafeAtoms
 
@@ -25,6 +27,40 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in this directory and
+# /metrics sums them. prometheus-client reads the variable when it is first imported, so it is
+# set here, in the master, before any worker imports the app. With several workers and no
+# directory given, a temporary one is made (and removed on exit).
+prometheus_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_prometheus_dir_is_ours = False
+if not prometheus_dir and workers > 1:
+    prometheus_dir = tempfile.mkdtemp(prefix="facets-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir
+    _prometheus_dir_is_ours = True
+
+
+def on_starting(server):
+    """Start with no metric files: a previous run's would be summed into this one's."""
+    if prometheus_dir:
+        os.makedirs(prometheus_dir, exist_ok=True)
+        for name in os.listdir(prometheus_dir):
+            if name.endswith(".db"):
+                os.remove(os.path.join(prometheus_dir, name))
+
+
+def child_exit(server, worker):
+    """Let prometheus-client drop a dead worker's live-gauge files."""
+    if prometheus_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, prometheus_dir)
+
+
+def on_exit(server):
+    if _prometheus_dir_is_ours:
+        shutil.rmtree(prometheus_dir, ignore_errors=True)
+
 
 accesslog = "-"
 errorlog = "-"

@@ -9,7 +9,19 @@ from typing import Any
 
 from flask import Flask
 
-from facets import cache_cli, cli, config as config_module, docs, extensions, request_id
+from facets import (
+    cache_cli,
+    cli,
+    config as config_module,
+    docs,
+    extensions,
+    health,
+    http_headers,
+    limits,
+    observability,
+    request_id,
+    version_gate,
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -33,6 +45,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     facets_state.api.register_blueprint(blp)
     docs.init_app(app)
     request_id.init_app(app)
+    observability.init_app(app)
+    http_headers.init_app(app)
+    version_gate.init_app(app)
+    limits.init_app(app)
+    health.init_app(app)
     cli.init_app(app)
     cache_cli.init_app(app)
     return app

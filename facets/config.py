@@ -22,6 +22,17 @@ def default_database_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'facets.sqlite3'}"
 
 
+def _flag(value: str) -> bool:
+    """An environment switch: 1/true/yes/on (any case) is on."""
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def split_list(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """A comma-separated setting as a list without blanks (a list passes through)."""
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item.strip()]
+
+
 def from_environment(instance_path: str) -> dict[str, Any]:
     """The settings the environment gives, with working local defaults."""
     env = os.environ
@@ -32,6 +43,14 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "JWT_SECRET": env.get("JWT_SECRET"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "RECOUNT_TIMEOUT_MS": int(env.get("RECOUNT_TIMEOUT_MS", "2000")),
+        # Rate limits per caller (API key prefix, JWT subject, else client address).
+        "RATE_LIMITS_ENABLED": _flag(env.get("RATE_LIMITS_ENABLED", "true")),
+        "FACETS_RATE_LIMIT": env.get("FACETS_RATE_LIMIT", "50/second;1200/minute"),
+        "MUTATION_RATE_LIMIT": env.get("MUTATION_RATE_LIMIT", "20/second;600/minute"),
+        "MIN_CLIENT_VERSION": env.get("MIN_CLIENT_VERSION") or None,
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        "METRICS_PUBLIC": _flag(env.get("METRICS_PUBLIC", "false")),
+        "CORS_ORIGINS": split_list(env.get("CORS_ORIGINS", "")),
     }
 
 

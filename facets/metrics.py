@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 FACETS_SERVED = Counter(
     "facets_served_total", "Facets responses by how they were answered", ["path"]
@@ -17,3 +17,11 @@ CACHE_UPDATES = Counter(
 LEASE_WAITS = Counter("facets_cache_lease_waits_total", "Cold reads that waited on another's lease")
 REDIS_ERRORS = Counter("facets_redis_errors_total", "Redis errors absorbed, by operation", ["op"])
 HOOK_FAILURES = Counter("facets_after_commit_hook_failures_total", "After-commit hooks that raised")
+REQUEST_LATENCY = Histogram(
+    "facets_http_request_duration_seconds",
+    "Time to answer a request, by endpoint and status",
+    ["endpoint", "status"],
+)
+RATE_LIMITED = Counter(
+    "facets_rate_limited_total", "Requests refused with 429, by the limit they hit", ["limit"]
+)

@@ -1,0 +1,244 @@
+"""Rate limits: 429 per caller on the facets and on mutations, headers, exemptions, fail-open."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from conftest import World, make_jwt
+from facets import create_app
+from facets.extensions import state
+from facets.metrics import RATE_LIMITED, REDIS_ERRORS
+
+FACETS = "/api/v1/org/acme/sandboxes/facets"
+SANDBOXES = "/api/v1/org/acme/sandboxes"
+
+
+@pytest.fixture
+def make_app(app_config):
+    """``make_app(**overrides)``: the app of this leg with some settings changed."""
+    apps = []
+
+    def make(**overrides):
+        app = create_app({**app_config, **overrides})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            state().db.dispose()
+
+
+def acme(app) -> tuple[World, dict]:
+    world = World(app)
+    world.org("acme")
+    return world, {"owner": world.caller("acme", "owner"), "admin": world.caller("acme", "admin")}
+
+
+def assert_limited(response, limit: int) -> None:
+    assert response.status_code == 429, response.json
+    assert response.json == {
+        "code": 429,
+        "detail": response.json["detail"],
+        "type": "usage_limit_exceeded_error",
+    }
+    assert "Too many" in response.json["detail"]
+    assert response.headers["RateLimit-Limit"] == str(limit)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    retry_after = int(response.headers["Retry-After"])
+    assert 0 <= retry_after <= 60
+    assert response.headers["RateLimit-Reset"] == str(retry_after)
+
+
+def test_facets_limit_is_per_api_key(make_app):
+    app = make_app(FACETS_RATE_LIMIT="2/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    first = client.get(FACETS, headers=owner)
+    assert first.status_code == 200
+    assert first.headers["RateLimit-Limit"] == "2"
+    assert first.headers["RateLimit-Remaining"] == "1"
+    assert "Retry-After" not in first.headers
+    assert client.get(FACETS, headers=owner).status_code == 200
+    before = RATE_LIMITED.labels(limit="facets")._value.get()
+    assert_limited(client.get(FACETS, headers=owner), 2)
+    assert RATE_LIMITED.labels(limit="facets")._value.get() == before + 1
+    # Another caller has a budget of its own; other reads are not limited.
+    assert client.get(FACETS, headers=callers["admin"].headers).status_code == 200
+    assert client.get(SANDBOXES, headers=owner).status_code == 200
+
+
+def test_facets_limit_follows_the_jwt_subject(make_app):
+    app = make_app(FACETS_RATE_LIMIT="2/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    user = callers["owner"].user_id
+    # Two tokens of one user share a budget: the key is the subject, not the token.
+    for token in (make_jwt(user), make_jwt(user, expires_in=600)):
+        assert client.get(FACETS, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    third = client.get(FACETS, headers={"Authorization": f"Bearer {make_jwt(user)}"})
+    assert_limited(third, 2)
+    # The same user's API key is another caller.
+    assert client.get(FACETS, headers=callers["owner"].headers).status_code == 200
+
+
+def test_a_forged_credential_does_not_spend_its_victims_budget(make_app):
+    """Wrong secrets behind a real key prefix, or JWTs signed with another secret, count by IP."""
+    app = make_app(FACETS_RATE_LIMIT="2/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"]
+    forged_key = owner.key[:11] + "0" * (len(owner.key) - 11)
+    forged_jwt = make_jwt(owner.user_id, secret="not-the-secret-" * 4)
+    for credential in (forged_key, forged_jwt):
+        response = client.get(FACETS, headers={"Authorization": f"Bearer {credential}"})
+        assert response.status_code == 401
+    # Those two spent the client address's budget ...
+    assert_limited(client.get(FACETS), 2)
+    # ... and none of the owner's.
+    assert client.get(FACETS, headers=owner.headers).headers["RateLimit-Remaining"] == "1"
+    assert client.get(FACETS, headers=owner.headers).status_code == 200
+
+
+def test_mutations_share_one_budget(make_app):
+    app = make_app(MUTATION_RATE_LIMIT="2/minute", FACETS_RATE_LIMIT="100/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    created = client.post(SANDBOXES, json={}, headers=owner)
+    assert created.status_code == 201
+    sandbox = f"{SANDBOXES}/{created.json['id']}"
+    assert client.patch(sandbox, json={"state": "paused"}, headers=owner).status_code == 200
+    before = RATE_LIMITED.labels(limit="mutations")._value.get()
+    assert_limited(client.delete(sandbox, headers=owner), 2)
+    assert_limited(client.post("/api/v1/org/acme/projects", json={"key": "k"}, headers=owner), 2)
+    assert RATE_LIMITED.labels(limit="mutations")._value.get() == before + 2
+    # Reads go on, and another caller can still write.
+    assert client.get(SANDBOXES, headers=owner).status_code == 200
+    assert client.get(FACETS, headers=owner).json["states"] == [{"value": "paused", "count": 1}]
+    assert client.delete(sandbox, headers=callers["admin"].headers).status_code == 204
+
+
+def test_the_limit_comes_before_authentication_and_validation(make_app):
+    """A refused caller costs no database work: 429 even for a body that would be a 422."""
+    app = make_app(MUTATION_RATE_LIMIT="1/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert client.post(SANDBOXES, json={"state": "bogus"}, headers=owner).status_code == 422
+    assert_limited(client.post(SANDBOXES, json={"state": "bogus"}, headers=owner), 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("OPTIONS", FACETS),
+        ("OPTIONS", SANDBOXES),
+    ],
+)
+def test_probes_docs_metrics_and_preflights_are_not_limited(make_app, method, path):
+    app = make_app(
+        FACETS_RATE_LIMIT="1/minute",
+        MUTATION_RATE_LIMIT="1/minute",
+        METRICS_PUBLIC=True,
+        CORS_ORIGINS="https://dash.example.com",
+    )
+    client = app.test_client()
+    headers = {"Origin": "https://dash.example.com", "Access-Control-Request-Method": "POST"}
+    for _ in range(3):
+        response = client.open(path, method=method, headers=headers)
+        assert response.status_code == 200
+        assert "RateLimit-Limit" not in response.headers
+
+
+def test_limits_can_be_switched_off(make_app):
+    app = make_app(FACETS_RATE_LIMIT="1/minute", RATE_LIMITS_ENABLED=False)
+    _, callers = acme(app)
+    client = app.test_client()
+    for _ in range(3):
+        response = client.get(FACETS, headers=callers["owner"].headers)
+        assert response.status_code == 200
+        assert "RateLimit-Limit" not in response.headers
+
+
+def test_a_504_keeps_its_own_retry_after(make_app, monkeypatch):
+    """The limiter only writes Retry-After on its own 429s."""
+    import facets.views.facets as facets_view
+    from facets.errors import HTTPError
+
+    class Timeout(HTTPError):
+        status = 504
+        type = "gateway_timeout_error"
+
+    def slow(*_args, **_kwargs):
+        raise Timeout("slow", {"Retry-After": "1"})
+
+    monkeypatch.setattr(facets_view, "read_facets", slow)
+    app = make_app(FACETS_RATE_LIMIT="5/minute")
+    _, callers = acme(app)
+    response = app.test_client().get(FACETS, headers=callers["owner"].headers)
+    assert response.status_code == 504
+    assert response.headers["RateLimit-Remaining"] == "4"
+    assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.leg("real")
+def test_limits_are_counted_in_redis_across_app_instances(make_app):
+    """Two app instances (as two gunicorn workers) share one budget through Redis."""
+    first = make_app(FACETS_RATE_LIMIT="2/minute")
+    _, callers = acme(first)
+    second = make_app(FACETS_RATE_LIMIT="2/minute")
+    owner = callers["owner"].headers
+    assert first.test_client().get(FACETS, headers=owner).status_code == 200
+    assert second.test_client().get(FACETS, headers=owner).status_code == 200
+    assert_limited(first.test_client().get(FACETS, headers=owner), 2)
+    with first.app_context():
+        assert any(key.startswith("LIMITS:") for key in state().redis.keys("*"))
+
+
+@pytest.mark.leg("fast")
+def test_redis_down_fails_open_onto_process_memory(make_app):
+    """Unreachable Redis: the facets come from SQL, limits count in memory, the fall is counted."""
+    app = make_app(FACETS_RATE_LIMIT="2/minute", REDIS_URL="redis://127.0.0.1:1/0")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    first = client.get(FACETS, headers=owner)
+    assert first.status_code == 200
+    assert first.json == {"projects": [], "states": []}
+    assert first.headers["RateLimit-Remaining"] == "1"
+    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before + 1
+    assert client.get(FACETS, headers=owner).status_code == 200
+    assert_limited(client.get(FACETS, headers=owner), 2)
+    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before + 1
+
+
+def test_caller_key_identifies_verified_callers_only(make_app):
+    from facets.limits import caller_key
+
+    app = make_app()
+    _, callers = acme(app)
+    owner = callers["owner"]
+    cases = {
+        owner.key: f"key:{owner.key[:11]}",
+        make_jwt(owner.user_id): f"user:{owner.user_id}",
+        make_jwt(owner.user_id, expires_in=-10): "ip:10.1.2.3",
+        owner.key[:-1] + ("0" if owner.key[-1] != "0" else "1"): "ip:10.1.2.3",
+        "not-a-token": "ip:10.1.2.3",
+        f"sk_{uuid.uuid4().hex}": "ip:10.1.2.3",
+    }
+    for credential, expected in cases.items():
+        with app.test_request_context(
+            headers={"Authorization": f"Bearer {credential}"},
+            environ_base={"REMOTE_ADDR": "10.1.2.3"},
+        ):
+            assert caller_key() == expected
