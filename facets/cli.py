@@ -19,11 +19,28 @@ from facets.extensions import state
 from models import DomainError, Role, migrate
 from models.services import accounts
 
-db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
-orgs_cli = AppGroup("orgs", help="Organizations.")
-users_cli = AppGroup("users", help="Users.")
-members_cli = AppGroup("members", help="Org memberships.")
-tokens_cli = AppGroup("tokens", help="API keys.")
+
+class OneLineGroup(AppGroup):
+    """An ``AppGroup`` that reports usage mistakes on one line, like every other error.
+
+    click's default prints a usage block and a hint around bad option values, missing
+    arguments and unknown commands; scripts expect a single line on stderr.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            error = click.ClickException(" ".join(exc.format_message().split()))
+            error.exit_code = exc.exit_code
+            raise error from None
+
+
+db_cli = OneLineGroup("db", help="Database schema (Alembic migrations).")
+orgs_cli = OneLineGroup("orgs", help="Organizations.")
+users_cli = OneLineGroup("users", help="Users.")
+members_cli = OneLineGroup("members", help="Org memberships.")
+tokens_cli = OneLineGroup("tokens", help="API keys.")
 
 
 def _database_url() -> str:
