@@ -109,7 +109,8 @@ def metrics():
             given.strip().encode(), token.encode()
         ):
             return envelope(
-                401, "Send 'Authorization: Bearer <METRICS_TOKEN>'.",
+                401,
+                "Send 'Authorization: Bearer <METRICS_TOKEN>'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
     elif not current_app.config.get("METRICS_PUBLIC"):

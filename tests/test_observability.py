@@ -1,0 +1,244 @@
+"""JSON request logs without credentials, /metrics behind its token, multiprocess under gunicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import runpy
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import World, make_jwt
+from facets import create_app
+from facets.extensions import state
+
+FACETS = "/api/v1/org/acme/sandboxes/facets"
+ROOT = Path(__file__).resolve().parent.parent
+METRIC_NAMES = [
+    "facets_http_request_duration_seconds",
+    "facets_served_total",
+    "facets_cache_recounts_total",
+    "facets_cache_installs_total",
+    "facets_cache_lease_waits_total",
+    "facets_redis_errors_total",
+    "facets_after_commit_hook_failures_total",
+    "facets_rate_limited_total",
+]
+
+
+@pytest.fixture
+def make_app(app_config):
+    apps = []
+
+    def make(**overrides):
+        app = create_app({**app_config, **overrides})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            state().db.dispose()
+
+
+def request_lines(text: str) -> list[dict]:
+    """The JSON request log lines in captured stderr."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["logger"] == "facets.request"]
+
+
+def test_one_json_line_per_request_with_the_cache_path(make_app, capsys):
+    app = make_app(LOG_LEVEL="INFO")
+    world = World(app)
+    world.org("acme")
+    owner = world.caller("acme", "owner")
+    client = app.test_client()
+    capsys.readouterr()
+    first = client.get(FACETS, headers={**owner.headers, "X-Request-ID": "req-1"})
+    client.get(FACETS, headers=owner.headers)
+    client.get(FACETS, headers={**owner.headers, "If-None-Match": first.headers["ETag"]})
+    lines = request_lines(capsys.readouterr().err)
+    assert [line["cache_path"] for line in lines] == ["cold", "warm", "not_modified"]
+    assert [line["status"] for line in lines] == [200, 200, 304]
+    line = lines[0]
+    assert line["request_id"] == "req-1"
+    assert line["level"] == "INFO"
+    assert line["org"] == "acme"
+    assert line["endpoint"] == "sandboxes.get_sandbox_facets"
+    assert line["route"] == "/api/v1/org/<org>/sandboxes/facets"
+    assert line["method"] == "GET"
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+
+
+def test_no_credential_ever_reaches_the_log(make_app, capsys, caplog):
+    """Live and forged keys and JWTs, on success and on 401, and the metrics token."""
+    app = make_app(
+        LOG_LEVEL="DEBUG", METRICS_TOKEN="metrics-token-5ecret", FACETS_RATE_LIMIT="3/minute"
+    )
+    world = World(app)
+    world.org("acme")
+    owner = world.caller("acme", "owner")
+    live_jwt = make_jwt(owner.user_id)
+    forged_key = owner.key[:-4] + "abcd"
+    credentials = {
+        owner.key: 200,
+        live_jwt: 200,
+        forged_key: 401,
+        make_jwt(owner.user_id, expires_in=-5): 401,
+        make_jwt(owner.user_id, secret="another-secret-" * 4): 401,
+    }
+    client = app.test_client()
+    capsys.readouterr()
+    with caplog.at_level(logging.DEBUG):
+        for credential, status in credentials.items():
+            response = client.get(FACETS, headers={"Authorization": f"Bearer {credential}"})
+            assert response.status_code == status
+        for _ in range(4):  # into the 429 of the live key
+            client.get(FACETS, headers=owner.headers)
+        client.post("/api/v1/org/acme/sandboxes", json={}, headers=owner.headers)
+        client.get("/metrics", headers={"Authorization": "Bearer metrics-token-5ecret"})
+        client.get("/metrics", headers={"Authorization": f"Bearer {owner.key}"})
+    logged = capsys.readouterr().err + caplog.text
+    statuses = [line["status"] for line in request_lines(logged)]
+    assert statuses.count(401) == 4 and 429 in statuses and 201 in statuses
+    secrets = [*credentials, owner.key[11:], live_jwt.split(".")[2], "metrics-token-5ecret"]
+    for secret in secrets:
+        assert secret not in logged
+
+
+def test_metrics_are_off_by_default(client):
+    response = client.get("/metrics")
+    assert response.status_code == 404
+    assert response.json["type"] == "not_found_error"
+
+
+def test_metrics_want_the_token(make_app):
+    client = make_app(METRICS_TOKEN="s3cret-token", METRICS_PUBLIC=True).test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401
+        assert response.json["type"] == "authentication_error"
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    response = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+
+
+def test_metrics_page_has_every_metric(make_app):
+    app = make_app(METRICS_PUBLIC=True, FACETS_RATE_LIMIT="1/minute")
+    world = World(app)
+    world.org("acme")
+    owner = world.caller("acme", "owner")
+    client = app.test_client()
+    client.get(FACETS, headers=owner.headers)
+    client.get(FACETS, headers=owner.headers)
+    page = client.get("/metrics").get_data(as_text=True)
+    for name in METRIC_NAMES:
+        assert f"# TYPE {name}" in page
+    assert 'facets_rate_limited_total{limit="facets"}' in page
+    assert (
+        'facets_http_request_duration_seconds_count{endpoint="sandboxes.get_sandbox_facets",'
+        'status="429"}' in page
+    )
+
+
+def test_gunicorn_hooks_clear_and_reap_metric_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    (tmp_path / "counter_111.db").write_bytes(b"")
+    conf["on_starting"](None)
+    assert not list(tmp_path.iterdir())
+    (tmp_path / "gauge_livesum_222.db").write_bytes(b"")
+    (tmp_path / "counter_222.db").write_bytes(b"")
+
+    class Worker:
+        pid = 222
+
+    conf["child_exit"](None, Worker())
+    assert [p.name for p in tmp_path.iterdir()] == ["counter_222.db"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, headers: dict | None = None):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5)
+    except urllib.error.HTTPError as error:
+        return error
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path):
+    """Two gunicorn workers on a free port, from gunicorn.conf.py; yields (base URL, log file)."""
+    port = _free_port()
+    log_path = tmp_path / "gunicorn.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'facets.sqlite3'}",
+        "JWT_SECRET": "gunicorn-test-secret-long-enough-for-hs256",
+        "METRICS_PUBLIC": "true",
+        "LOG_LEVEL": "INFO",
+    }
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        yield base, log_path
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def _healthz_count(page: str) -> float:
+    count = 'facets_http_request_duration_seconds_count{endpoint="health.healthz",status="200"} '
+    line = next(line for line in page.splitlines() if line.startswith(count))
+    return float(line[len(count) :])
+
+
+def test_under_gunicorn_workers_share_one_metrics_page(gunicorn_server):
+    """Multiprocess mode sums the workers; the Server header names no version; logs are JSON."""
+    base, log_path = gunicorn_server
+    before = _healthz_count(_get(f"{base}/metrics").read().decode())
+    for _ in range(8):
+        response = _get(f"{base}/healthz")
+        assert response.headers["Server"] == "gunicorn"
+    token = make_jwt(uuid.uuid4(), secret="not-the-server-secret-" * 3)
+    assert _get(f"{base}{FACETS}", {"Authorization": f"Bearer {token}"}).status == 401
+    page = _get(f"{base}/metrics").read().decode()
+    assert "process_cpu_seconds_total" not in page  # the multiprocess registry, not one worker's
+    assert _healthz_count(page) == before + 8  # whichever worker answered each
+    time.sleep(0.2)
+    output = log_path.read_text()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(line.get("logger") == "facets.request" and line["status"] == 401 for line in lines)
+    assert token.split(".")[2] not in output
