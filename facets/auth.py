@@ -67,8 +67,8 @@ def authenticate_api_key(key: str) -> Principal:
     """The owner of a live API key."""
     from facets.extensions import state
 
-    with state().db.read_session() as session:
-        row = session.execute(
+    with state().db.read_connection() as conn:
+        row = conn.execute(
             select(ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at)
             .where(ApiKey.prefix == key[:API_KEY_PREFIX_LEN])
         ).one_or_none()

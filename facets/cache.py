@@ -160,15 +160,25 @@ return 0
 """
 
 
-def cell_field(state: str, project_id: uuid.UUID | None) -> str:
+# In Redis and on the read path a cell's project is its canonical id string (None: no project):
+# parsing thousands of UUIDs per request would cost more than the rest of a warm read.
+KeyedCell = tuple[str, str | None]
+
+
+def cell_field(state: str, project_id: uuid.UUID | str | None) -> str:
     """The ``cells`` field of a (state, project) cell."""
     return f"{state}:{project_id or NO_PROJECT}"
 
 
-def parse_cell_field(field: str) -> Cell:
-    """The (state, project) cell of a ``cells`` field."""
+def parse_cell_field(field: str) -> KeyedCell:
+    """The (state, project id string) cell of a ``cells`` field."""
     state, _, project = field.partition(":")
-    return state, None if project == NO_PROJECT else uuid.UUID(project)
+    return state, None if project == NO_PROJECT else project
+
+
+def keyed_cells(cells: dict[Cell, int]) -> dict[KeyedCell, int]:
+    """Recounted cells keyed as the cache keys them."""
+    return {(state, str(p) if p is not None else None): n for (state, p), n in cells.items()}
 
 
 def encode_deltas(deltas: Iterable[tuple[Cell, int]]) -> str:
@@ -182,13 +192,13 @@ class Totals:
 
     version: int
     by_state: dict[str, int]
-    by_project: dict[uuid.UUID, int]
+    by_project: dict[str, int]
 
 
 @dataclass(frozen=True)
 class CachedCells:
     version: int
-    cells: dict[Cell, int]
+    cells: dict[KeyedCell, int]
 
 
 def _parse_cells(raw: dict[str, str]) -> CachedCells | None:
@@ -203,20 +213,19 @@ def _parse_totals(raw: dict[str, str]) -> Totals | None:
     if version is None:
         return None
     by_state: dict[str, int] = {}
-    by_project: dict[uuid.UUID, int] = {}
+    by_project: dict[str, int] = {}
     for field, count in raw.items():
-        kind, _, name = field.partition(":")
-        if kind == "s":
-            by_state[name] = int(count)
+        if field[0] == "s":
+            by_state[field[2:]] = int(count)
         else:
-            by_project[uuid.UUID(name)] = int(count)
+            by_project[field[2:]] = int(count)
     return Totals(int(version), by_state, by_project)
 
 
-def rollup(cells: dict[Cell, int]) -> tuple[dict[str, int], dict[uuid.UUID, int]]:
+def rollup(cells: dict[KeyedCell, int]) -> tuple[dict[str, int], dict[str, int]]:
     """Per-state and per-project totals of cells, zeros omitted (what ``totals`` holds)."""
     by_state: dict[str, int] = {}
-    by_project: dict[uuid.UUID, int] = {}
+    by_project: dict[str, int] = {}
     for (state, project), n in cells.items():
         by_state[state] = by_state.get(state, 0) + n
         if project is not None:

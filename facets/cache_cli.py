@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from flask.cli import AppGroup
 
-from facets.cache import CachedCells, CounterCache, Totals, rollup
+from facets.cache import CachedCells, CounterCache, Totals, keyed_cells, rollup
 from facets.extensions import state
 from models import Database, Org
 from models.recount import Recount, recount_org
@@ -61,11 +61,12 @@ def compare(
         diffs.append(
             Difference(slug, "version", f"{cells.version}/{totals.version}", recount.version)
         )
-    for cell in sorted(set(cells.cells) | set(recount.cells), key=str):
-        cached, counted = cells.cells.get(cell, 0), recount.cells.get(cell, 0)
+    counted_cells = keyed_cells(recount.cells)
+    for cell in sorted(set(cells.cells) | set(counted_cells), key=str):
+        cached, counted = cells.cells.get(cell, 0), counted_cells.get(cell, 0)
         if cached != counted:
             diffs.append(Difference(slug, f"cell {cell[0]}:{cell[1] or '-'}", cached, counted))
-    by_state, by_project = rollup(recount.cells)
+    by_state, by_project = rollup(counted_cells)
     for name, cached_map, counted_map in (
         ("state", totals.by_state, by_state),
         ("project", totals.by_project, by_project),

@@ -1,8 +1,8 @@
 """Project keys and names for the facets, cached per (org, facet version).
 
 Every project create, rename or delete bumps the org's facet version, so the labels of one
-version never change: a cached entry is exact for as long as the version it was read at is
-the one being served, and a newer version simply misses.
+version never change: an entry is read together with the version it is of (one snapshot) and
+is exact for as long as that version is the one being served; a newer version misses.
 """
 
 from __future__ import annotations
@@ -11,16 +11,31 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from sqlalchemy import select
 
 from models import Database, Org, Project
 
-Labels = dict[uuid.UUID, tuple[str, str]]
+
+class Label(NamedTuple):
+    """A project's key and name, and its place in the facet's tie-break order."""
+
+    key: str
+    name: str
+    order: tuple[str, str, str]
+
+
+Labels = dict[str, Label]
+
+
+def _label(project_id: uuid.UUID, key: str, name: str) -> tuple[str, Label]:
+    pid = str(project_id)
+    return pid, Label(key, name, (name.casefold(), key, pid))
 
 
 class ProjectLabels:
-    """A small LRU of each org's project labels at one version."""
+    """A small LRU of each org's project labels at one version, keyed by project id string."""
 
     def __init__(self, db: Database, max_orgs: int = 1024) -> None:
         self._db = db
@@ -28,11 +43,8 @@ class ProjectLabels:
         self._entries: OrderedDict[uuid.UUID, tuple[int, Labels]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, org_id: uuid.UUID, version: int, project_ids: Iterable[uuid.UUID]) -> Labels:
-        """Key and name of each of ``project_ids`` that still exists."""
-        wanted = list(project_ids)
-        if not wanted:
-            return {}
+    def get(self, org_id: uuid.UUID, version: int, project_ids: Iterable[str]) -> Labels:
+        """Labels covering ``project_ids`` (those that still exist)."""
         with self._lock:
             entry = self._entries.get(org_id)
             if entry is not None:
@@ -45,7 +57,7 @@ class ProjectLabels:
                 while len(self._entries) > self._max_orgs:
                     self._entries.popitem(last=False)
         labels = entry[1]
-        missing = [pid for pid in wanted if pid not in labels]
+        missing = [pid for pid in project_ids if pid not in labels]
         if missing:  # counts read at a newer version than the labels: look those up directly
             labels = {**labels, **self._load(missing)}
         return labels
@@ -57,13 +69,13 @@ class ProjectLabels:
             rows = session.execute(
                 select(Project.id, Project.key, Project.name).where(Project.org_id == org_id)
             )
-            return (version if version is not None else -1), {
-                pid: (key, name) for pid, key, name in rows
-            }
+            labels = dict(_label(*row) for row in rows)
+        return (version if version is not None else -1), labels
 
-    def _load(self, project_ids: list[uuid.UUID]) -> Labels:
-        with self._db.read_session() as session:
-            rows = session.execute(
-                select(Project.id, Project.key, Project.name).where(Project.id.in_(project_ids))
+    def _load(self, project_ids: list[str]) -> Labels:
+        ids = [uuid.UUID(pid) for pid in project_ids]
+        with self._db.read_connection() as conn:
+            rows = conn.execute(
+                select(Project.id, Project.key, Project.name).where(Project.id.in_(ids))
             )
-            return {pid: (key, name) for pid, key, name in rows}
+            return dict(_label(*row) for row in rows)

@@ -2,27 +2,29 @@
 
 ``read_counts`` is the only place that decides where counts come from: the Redis hashes when
 they are labelled with the caller's org version (see ``facets.cache``), else the SQL recount,
-which it then installs. Everything after it (labels, ordering) is the same whatever the source,
-so a response does not depend on how its counts were obtained.
+which it then installs. Everything after it (labels, ordering, the body) is the same whatever
+the source, so a response does not depend on how its counts were obtained.
+
+Project ids travel as canonical id strings here, as Redis holds them: a warm read of an org
+with thousands of cells parses none of them.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from facets.cache import CounterCache, cell_field
+from facets.cache import CounterCache, KeyedCell, cell_field, keyed_cells
 from facets.extensions import FacetsState, state
+from facets.labels import Labels
 from facets.metrics import CACHE_RECOUNTS, FACETS_SERVED, LEASE_WAITS
 from models import SANDBOX_STATES, Access, NotFound
 from models.errors import Timeout
-from models.events import Cell
 from models.recount import recount_org
 
 LEASE_POLL_S = 0.005
@@ -38,29 +40,29 @@ class FacetFilter:
 
 @dataclass(frozen=True)
 class FacetCounts:
-    """Counts per state and per project of the caller's view, and how they were obtained."""
+    """Counts per state and per project id of the caller's view, and how they were obtained."""
 
-    by_state: Counter[str]
-    by_project: Counter[uuid.UUID]
+    by_state: dict[str, int]
+    by_project: dict[str, int]
     path: str  # "warm", "cold" or "empty"
 
 
 def slice_cells(
-    cells: Mapping[Cell, int], access: Access, flt: FacetFilter
-) -> tuple[Counter[str], Counter[uuid.UUID]]:
+    cells: Mapping[KeyedCell, int], access: Access, flt: FacetFilter
+) -> tuple[dict[str, int], dict[str, int]]:
     """Sum the cells the caller may see and the filters select, per state and per project."""
-    by_state: Counter[str] = Counter()
-    by_project: Counter[uuid.UUID] = Counter()
-    for (cell_state, project_id), count in cells.items():
-        if count <= 0 or not access.sees_project(project_id):
+    visible = None if access.project_ids is None else {str(p) for p in access.project_ids}
+    wanted = None if flt.project_id is None else str(flt.project_id)
+    by_state: dict[str, int] = {}
+    by_project: dict[str, int] = {}
+    for (cell_state, project), count in cells.items():
+        if count <= 0 or (visible is not None and project is not None and project not in visible):
             continue
-        if flt.states and cell_state not in flt.states:
+        if (flt.states and cell_state not in flt.states) or (wanted is not None and project != wanted):
             continue
-        if flt.project_id is not None and project_id != flt.project_id:
-            continue
-        by_state[cell_state] += count
-        if project_id is not None:
-            by_project[project_id] += count
+        by_state[cell_state] = by_state.get(cell_state, 0) + count
+        if project is not None:
+            by_project[project] = by_project.get(project, 0) + count
     return by_state, by_project
 
 
@@ -75,17 +77,23 @@ def _needed_fields(access: Access, flt: FacetFilter) -> list[str] | None:
     return [cell_field(s, p) for s in flt.states or SANDBOX_STATES for p in projects]
 
 
-def cached_counts(cache: CounterCache, access: Access, flt: FacetFilter) -> tuple[int | None, FacetCounts | None]:
-    """The view's counts from Redis if labelled with the access's version; also the label seen."""
+def cached_counts(
+    cache: CounterCache, access: Access, flt: FacetFilter
+) -> tuple[int | None, FacetCounts | None]:
+    """The view's counts from Redis if labelled with the access's version; also the label seen.
+
+    The unfiltered owner view reads the roll-ups (no aggregation at all); a view whose
+    projects are known reads just their cells (HMGET); any other reads every cell.
+
+    :raise redis.RedisError: Redis is unreachable.
+    """
     if access.project_ids is None and not flt.states and flt.project_id is None:
         totals = cache.read_totals(access.org_id)
         if totals is None:
             return None, None
         if totals.version != access.version:
             return totals.version, None
-        return totals.version, FacetCounts(
-            Counter(totals.by_state), Counter(totals.by_project), "warm"
-        )
+        return totals.version, FacetCounts(totals.by_state, totals.by_project, "warm")
     cached = cache.read_cells(access.org_id, _needed_fields(access, flt))
     if cached is None:
         return None, None
@@ -105,7 +113,7 @@ def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: b
     CACHE_RECOUNTS.inc()
     if install:
         st.cache.install(access.org_id, recount)
-    return FacetCounts(*slice_cells(recount.cells, access, flt), "cold")
+    return FacetCounts(*slice_cells(keyed_cells(recount.cells), access, flt), "cold")
 
 
 def recount_under_lease(st: FacetsState, access: Access, flt: FacetFilter, token: str) -> FacetCounts:
@@ -158,7 +166,7 @@ def read_counts(
     again once (``refresh``) so that a busy org keeps being served warm.
     """
     if flt.project_id is not None and not access.sees_project(flt.project_id):
-        return access, FacetCounts(Counter(), Counter(), "empty")
+        return access, FacetCounts({}, {}, "empty")
     st = state()
     try:
         label, counts = cached_counts(st.cache, access, flt)
@@ -174,34 +182,34 @@ def read_counts(
     return access, counts
 
 
-def facets_body(
-    by_state: Counter[str],
-    by_project: Counter[uuid.UUID],
-    labels: Mapping[uuid.UUID, tuple[str, str]],
-) -> dict[str, list[dict[str, Any]]]:
-    """The ``SandboxFacetsResponse`` body, both lists in the contract's order."""
-    states = [
-        {"value": value, "count": count}
-        for value, count in sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    projects = []
-    for project_id, count in by_project.items():
-        label = labels.get(project_id)
-        if label is None:  # deleted since the counts were read: not selectable any more
-            continue
-        key, name = label
-        projects.append(
-            {"project_id": project_id, "project_key": key, "project_name": name, "count": count}
-        )
-    projects.sort(
-        key=lambda p: (
-            -p["count"],
-            p["project_name"].casefold(),
-            p["project_key"],
-            str(p["project_id"]),
-        )
+def _by_count_then_state(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def facets_body(counts: FacetCounts, labels: Labels) -> dict[str, list[dict[str, Any]]]:
+    """The ``SandboxFacetsResponse`` body, both lists in the contract's order.
+
+    Built directly, as ``SandboxFacetsResponseSchema`` would dump it (a test holds them equal):
+    a generic dump of thousands of entries would cost more than the rest of a warm read.
+    """
+    ranked = sorted(
+        (
+            (-count, label.order, count, project_id, label)
+            for project_id, count in counts.by_project.items()
+            if (label := labels.get(project_id)) is not None  # deleted since: not selectable
+        ),
     )
-    return {"projects": projects, "states": states}
+    return {
+        "projects": [
+            {"count": count, "project_id": pid, "project_key": label.key, "project_name": label.name}
+            for _, _, count, pid, label in ranked
+        ],
+        "states": [
+            {"count": count, "value": value}
+            for value, count in sorted(counts.by_state.items(), key=_by_count_then_state)
+            if count > 0
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -219,4 +227,4 @@ def read_facets(
     """The facets of the caller's current view of the org."""
     access, counts = read_counts(access, flt, refresh)
     labels = state().labels.get(access.org_id, access.version, counts.by_project)
-    return FacetsRead(facets_body(counts.by_state, counts.by_project, labels), access, counts.path)
+    return FacetsRead(facets_body(counts, labels), access, counts.path)

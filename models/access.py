@@ -1,4 +1,4 @@
-"""Who may see what in an org, resolved in one query.
+"""Who may see what in an org, resolved in one statement.
 
 owner / admin see every sandbox of the org; a member sees sandboxes in the projects they are a
 member of plus sandboxes with no project. ``Access.project_ids`` is None for "every project".
@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.orm import Session
 
 from models.errors import Forbidden, NotFound
@@ -37,30 +37,37 @@ class Access:
         return self.role.sees_everything
 
 
-def load_access(session: Session, org_slug: str, user_id: uuid.UUID) -> Access:
-    """Resolve the org, the caller's role and version in one round trip.
+def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -> Access:
+    """Resolve the org, its facet version, the caller's role and visible projects.
+
+    One statement, so one snapshot and one round trip whatever the role.
 
     :raise NotFound: no org has this slug.
     :raise Forbidden: the caller is not a member of the org.
     """
-    row = session.execute(
-        select(Org.id, Org.facet_version, Membership.role)
-        .outerjoin(Membership, and_(Membership.org_id == Org.id, Membership.user_id == user_id))
+    membership = and_(Membership.org_id == Org.id, Membership.user_id == user_id)
+    own_projects = (
+        select(ProjectMember.project_id, Project.org_id)
+        .join(Project, Project.id == ProjectMember.project_id)
+        .where(ProjectMember.user_id == user_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(Org.id, Org.facet_version, Membership.role, own_projects.c.project_id)
+        .outerjoin(Membership, membership)
+        .outerjoin(
+            own_projects,
+            and_(own_projects.c.org_id == Org.id, Membership.role == Role.MEMBER.value),
+        )
         .where(Org.slug == org_slug)
-    ).one_or_none()
-    if row is None:
+    ).all()
+    if not rows:
         raise NotFound(f"Organization '{org_slug}' not found.")
-    org_id, version, role = row
+    org_id, version, role, _ = rows[0]
     if role is None:
         raise Forbidden("You are not a member of this organization.")
     role = Role(role)
     project_ids = None
     if not role.sees_everything:
-        project_ids = frozenset(
-            session.scalars(
-                select(ProjectMember.project_id)
-                .join(Project, Project.id == ProjectMember.project_id)
-                .where(ProjectMember.user_id == user_id, Project.org_id == org_id)
-            )
-        )
+        project_ids = frozenset(row.project_id for row in rows if row.project_id is not None)
     return Access(org_id, org_slug, user_id, role, version, project_ids)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -30,14 +30,31 @@ class Database:
             )
             _use_explicit_sqlite_transactions(self.engine)
         else:
-            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10)
+            # No pre-ping: it costs a round trip per checkout on the hot path; a connection
+            # dropped by a database restart fails one request and invalidates the pool.
+            self.engine = create_engine(url, echo=echo, pool_size=10, pool_recycle=1800)
         self.write_engine: Engine = self.engine.execution_options(begin_immediate=True)
         self.snapshot_engine: Engine = (
             self.engine
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
+        self.autocommit_engine: Engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A connection for reads of ONE statement each (autocommit on PostgreSQL).
+
+        Each statement is its own snapshot, and no BEGIN/ROLLBACK round trips are paid: the
+        hot path's lookups are single statements.
+        """
+        with self.autocommit_engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:

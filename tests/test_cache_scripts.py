@@ -19,8 +19,13 @@ def cache(app) -> CounterCache:
 
 
 def cells(cache: CounterCache):
+    """The org's cells hash as (version, cells keyed by UUID), or None."""
     snapshot = cache.snapshot(ORG)[0]
-    return None if snapshot is None else (snapshot.version, snapshot.cells)
+    if snapshot is None:
+        return None
+    return snapshot.version, {
+        (s, uuid.UUID(p) if p else None): n for (s, p), n in snapshot.cells.items()
+    }
 
 
 def install(cache, version, counts):
@@ -90,7 +95,7 @@ def test_totals_roll_up_cells(cache):
     totals = cache.read_totals(ORG)
     assert totals.version == 1
     assert totals.by_state == {"running": 5, "paused": 1, "killed": 4}
-    assert totals.by_project == {P: 3, q: 3}
+    assert totals.by_project == {str(P): 3, str(q): 3}
 
 
 def test_all_keys_of_an_org_share_one_cluster_slot(cache):

@@ -60,5 +60,5 @@ def documents_errors(*statuses: int):
 
 def caller_access(org: str) -> Access:
     """The authenticated caller's access to ``org``: 404 if it does not exist, 403 if not a member."""
-    with state().db.read_session() as session:
-        return load_access(session, org, current_principal().user_id)
+    with state().db.read_connection() as conn:
+        return load_access(conn, org, current_principal().user_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from werkzeug.http import quote_etag
 
 from facets.auth import login_required
@@ -52,4 +52,7 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
     g.facets_path = result.path
     if result.access is not access:
         etag = facets_etag(result.access, flt)
-    return result.body, 200, {"ETag": quote_etag(etag), "Cache-Control": CACHE_CONTROL}
+    response = current_app.json.response(result.body)  # the schema's dump, built directly
+    response.headers["ETag"] = quote_etag(etag)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
