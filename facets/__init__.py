@@ -22,11 +22,13 @@ from facets import (
     request_id,
     version_gate,
 )
+from facets.json import OrjsonProvider
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then ``config`` on top."""
     app = Flask(__name__, instance_relative_config=True)
+    app.json = OrjsonProvider(app)
     settings = config_module.from_environment(app.instance_path)
     settings.update(config or {})
     config_module.finalize(settings)
