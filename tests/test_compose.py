@@ -7,6 +7,7 @@ checks, the start-up order, and that no secret is written into it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 import tomllib
@@ -87,7 +88,15 @@ def test_dockerfile_copies_every_packaged_module():
 
 @pytest.fixture(scope="module")
 def gunicorn_conf() -> dict:
-    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    """gunicorn.conf.py's settings; the environment it may change is put back afterwards."""
+    saved = dict(os.environ)
+    try:
+        conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+        conf["on_exit"](None)
+        return conf
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_gunicorn_settings(gunicorn_conf):
