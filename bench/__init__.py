@@ -1,0 +1,1 @@
+"""The facets benchmark (``python -m bench.run``): warm, cold, 304, raw and floor, side by side."""

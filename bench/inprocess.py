@@ -1,0 +1,313 @@
+"""In-process measurements through the Flask test client: reads, writes, Redis memory, profile.
+
+Every read scenario of one org size runs interleaved with the floor, the raw reference and the
+small org (``bench.timing``), so their ratios compare requests made at the same moments.
+
+- ``floor``: ``GET /bench/floor`` on the same app (same hooks, no auth, no SQL, no Redis).
+- ``owner_warm`` / ``member_warm``: facets with the org's hashes in Redis.
+- ``owner_cold`` / ``member_cold``: the org's Redis keys are deleted before each request
+  (untimed), so it recounts in SQL and installs. The process's project-label cache stays warm
+  (it is keyed by the org version, which reads do not change).
+- ``owner_304``: ``If-None-Match`` with the owner's current ETag.
+- ``raw_owner`` / ``raw_member``: no Flask at all: HGETALL of the org's ``totals`` hash (the
+  member: HMGET of the ``cells`` fields its view needs) on the app's Redis client, then
+  ``orjson.dumps`` of the very body the endpoint returned. What any implementation must pay.
+- ``small_warm``: the small org's owner, warm (the target for a member who sees 10 projects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from sqlalchemy import select
+
+from flask import Flask
+
+from bench.floor import FLOOR_PATH
+from bench.load import OrgData
+from bench.timing import Scenario, Stats, run_interleaved, summarize
+from facets.cache import CounterCache
+from facets.extensions import state
+from models import SANDBOX_STATES, Org
+
+READ_SCENARIOS = (
+    "floor",
+    "owner_warm",
+    "owner_cold",
+    "member_warm",
+    "member_cold",
+    "owner_304",
+    "raw_owner",
+    "raw_member",
+    "small_warm",
+)
+
+
+def facets_url(org: OrgData) -> str:
+    return f"/api/v1/org/{org.slug}/sandboxes/facets"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Send the per-request JSON log lines to /dev/null: still formatted and written, not shown."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        yield
+
+
+def drop_org_keys(app: Flask, org_id: uuid.UUID) -> None:
+    """Make the org cold: delete its cells, totals, pending and lease keys."""
+    with app.app_context():
+        state().redis.delete(*CounterCache.keys(org_id), CounterCache.lease_key(org_id))
+
+
+def _get(client, url: str, headers: dict[str, str], expect: int):
+    def run() -> bool:
+        response = client.get(url, headers=headers)
+        response.get_data()
+        return response.status_code == expect
+
+    return run
+
+
+def member_fields(org: OrgData) -> list[str]:
+    """The ``cells`` fields a member's unfiltered view needs (``<state>:<project or ->``)."""
+    projects = [None, *sorted(org.member_projects)]
+    return [f"{s}:{p or '-'}" for s in SANDBOX_STATES for p in projects]
+
+
+def check_body(body: dict, org: OrgData, who: str) -> list[str]:
+    """What is wrong with a facets body (owner: counts add up to the org's sandboxes)."""
+    problems = []
+    if who == "owner" and org.sandboxes:
+        total = sum(item["count"] for item in body["states"])
+        if total != org.sandboxes:
+            problems.append(f"{org.slug}: owner states add up to {total}, not {org.sandboxes}")
+    if org.sandboxes and not body["states"]:
+        problems.append(f"{org.slug}: {who} facets are empty")
+    return problems
+
+
+def read_scenarios(
+    app: Flask, org: OrgData, small: OrgData, n: int, n_cold: int
+) -> tuple[list[Scenario], list[str]]:
+    """The read scenarios of one org, primed; also any problems found while priming."""
+    client = app.test_client()
+    owner, member, small_owner = bearer(org.owner_key), bearer(org.member_key), bearer(
+        small.owner_key
+    )
+    url = facets_url(org)
+    problems: list[str] = []
+    with app.app_context():
+        st = state()
+        redis = st.redis
+    cells_key, totals_key, _ = CounterCache.keys(org.org_id)
+
+    first = client.get(url, headers=owner)
+    owner_body = first.get_json()
+    etag = first.headers.get("ETag", "")
+    member_body = client.get(url, headers=member).get_json()
+    client.get(facets_url(small), headers=small_owner)
+    problems += check_body(owner_body, org, "owner") + check_body(member_body, org, "member")
+    fields = member_fields(org)
+    if sum(v is not None for v in redis.hmget(cells_key, fields)) < 2:
+        problems.append(f"{org.slug}: raw_member found no cells fields: the key layout changed?")
+    if not redis.exists(totals_key):
+        problems.append(f"{org.slug}: no totals hash after a warm read")
+
+    def raw_owner() -> bool:
+        raw = redis.hgetall(totals_key)
+        orjson.dumps(owner_body, option=orjson.OPT_SORT_KEYS)
+        return bool(raw)
+
+    def raw_member() -> bool:
+        raw = redis.hmget(cells_key, fields)
+        orjson.dumps(member_body, option=orjson.OPT_SORT_KEYS)
+        return bool(raw)
+
+    def cold() -> None:
+        redis.delete(cells_key, totals_key, CounterCache.keys(org.org_id)[2],
+                     CounterCache.lease_key(org.org_id))
+
+    scenarios = [
+        Scenario("floor", _get(client, FLOOR_PATH, {}, 200), n),
+        Scenario("owner_warm", _get(client, url, owner, 200), n),
+        Scenario("owner_cold", _get(client, url, owner, 200), n_cold, prepare=cold),
+        Scenario("member_warm", _get(client, url, member, 200), n),
+        Scenario("member_cold", _get(client, url, member, 200), n_cold, prepare=cold),
+        Scenario("owner_304", _get(client, url, {**owner, "If-None-Match": etag}, 304), n),
+        Scenario("raw_owner", raw_owner, n),
+        Scenario("raw_member", raw_member, n),
+        Scenario("small_warm", _get(client, facets_url(small), small_owner, 200), n),
+    ]
+    return scenarios, problems
+
+
+def measure_reads(
+    app: Flask, org: OrgData, small: OrgData, n: int, n_cold: int, block: int
+) -> tuple[dict[str, Stats], list[str]]:
+    """All read scenarios of one org, interleaved."""
+    with quiet_stderr():
+        scenarios, problems = read_scenarios(app, org, small, n, n_cold)
+        stats = run_interleaved(scenarios, block, warmup=min(20, n))
+    return stats, problems
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def _org_version(app: Flask, org_id: uuid.UUID) -> int:
+    with app.app_context(), state().db.read_connection() as conn:
+        return conn.execute(select(Org.facet_version).where(Org.id == org_id)).scalar_one()
+
+
+def _cached_version(app: Flask, org_id: uuid.UUID) -> int | None:
+    with app.app_context():
+        label = state().redis.hget(CounterCache.keys(org_id)[1], "v")
+    return int(label) if label is not None else None
+
+
+def _patcher(client, org: OrgData, targets: list[tuple[uuid.UUID, str]]):
+    """A PATCH that flips the next target between running and paused."""
+    current = dict(targets)
+    order = [sid for sid, _ in targets]
+    position = [0]
+    headers = bearer(org.owner_key)
+
+    def run() -> bool:
+        sandbox_id = order[position[0] % len(order)]
+        position[0] += 1
+        new = "paused" if current[sandbox_id] == "running" else "running"
+        response = client.patch(
+            f"/api/v1/org/{org.slug}/sandboxes/{sandbox_id}", json={"state": new}, headers=headers
+        )
+        response.get_data()
+        if response.status_code == 200:
+            current[sandbox_id] = new
+            return True
+        return False
+
+    return run
+
+
+def measure_writes(
+    app: Flask, bare_app: Flask, org: OrgData, n: int, block: int
+) -> tuple[dict[str, Stats], list[str]]:
+    """PATCH with the cache hook vs the same PATCH on an app whose hooks were cleared.
+
+    Before each block with the hook the org is read once (untimed) so its hashes are at the
+    current version and the hook's script really applies; after the block the hash must still
+    be at the org's version, or the hook did not keep it.
+    """
+    half = len(org.write_targets) // 2
+    if half == 0:
+        return {}, [f"{org.slug}: no sandboxes to PATCH"]
+    client, bare_client = app.test_client(), bare_app.test_client()
+    owner = bearer(org.owner_key)
+    problems: list[str] = []
+    mismatches = [0]
+
+    hooked = Scenario("patch_with_hook", _patcher(client, org, org.write_targets[:half]), n)
+    bare = Scenario("patch_no_hook", _patcher(bare_client, org, org.write_targets[half:]), n)
+
+    def rewarm() -> None:
+        client.get(facets_url(org), headers=owner).get_data()
+
+    def check() -> None:
+        if _cached_version(app, org.org_id) != _org_version(app, org.org_id):
+            mismatches[0] += 1
+
+    with quiet_stderr():
+        rewarm()
+        for _ in range(min(10, n)):
+            bare.once()
+            rewarm()
+            hooked.once()
+        hooked.samples_ns.clear()
+        bare.samples_ns.clear()
+        hooked.errors = bare.errors = 0
+        done = 0
+        turn = 0
+        while done < n:
+            size = min(block, n - done)
+            pair = (hooked, bare) if turn % 2 == 0 else (bare, hooked)
+            for scenario in pair:
+                if scenario is hooked:
+                    rewarm()
+                for _ in range(size):
+                    scenario.once()
+                if scenario is hooked:
+                    check()
+            done += size
+            turn += 1
+    if mismatches[0]:
+        problems.append(
+            f"{org.slug}: after {mismatches[0]} PATCH blocks the cached version lagged the org's"
+        )
+    return {
+        s.name: summarize(s.samples_ns, s.errors) for s in (hooked, bare)
+    }, problems
+
+
+# --- Redis memory ----------------------------------------------------------------------------
+
+
+def redis_memory(app: Flask, org: OrgData) -> dict:
+    """MEMORY USAGE (exact: SAMPLES 0), OBJECT ENCODING and HLEN of the org's two hashes."""
+    out: dict = {}
+    with app.app_context():
+        redis = state().redis
+        for name, key in zip(("cells", "totals"), CounterCache.keys(org.org_id)[:2], strict=True):
+            entry: dict = {"key": key}
+            try:
+                entry["fields"] = redis.hlen(key)
+                entry["bytes"] = redis.memory_usage(key, samples=0)
+                entry["encoding"] = redis.object("encoding", key)
+            except Exception as exc:  # fakeredis has no MEMORY / OBJECT
+                entry.setdefault("bytes", None)
+                entry.setdefault("encoding", None)
+                entry["error"] = type(exc).__name__
+            out[name] = entry
+        try:
+            config = redis.config_get("hash-max-listpack-*")
+        except Exception:
+            config = {}
+    out["config"] = config
+    return out
+
+
+# --- profile ---------------------------------------------------------------------------------
+
+
+def profile_warm(app: Flask, org: OrgData, n: int, out_dir: Path | None) -> str:
+    """cProfile of ``n`` warm owner requests; the top functions by cumulative and own time."""
+    client = app.test_client()
+    url, headers = facets_url(org), bearer(org.owner_key)
+    with quiet_stderr():
+        for _ in range(20):
+            client.get(url, headers=headers).get_data()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(n):
+            client.get(url, headers=headers).get_data()
+        profiler.disable()
+    if out_dir is not None:
+        profiler.dump_stats(str(out_dir / "warm_owner.prof"))
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    text.write(f"cProfile of {n} warm owner requests on {org.slug} "
+               f"({len(org.project_ids)} projects); times are totals over all {n}\n")
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(20)
+    return text.getvalue()

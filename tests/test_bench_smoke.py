@@ -1,0 +1,60 @@
+"""The benchmark runs end to end at smoke size (no timing is asserted).
+
+On the real leg's PostgreSQL server (``TEST_DATABASE_URL``) the bench creates and drops its own
+database, ``facets_bench_smoke``; without it, a SQLite file. Redis: ``TEST_REDIS_URL``'s server
+on db 10 (the bench flushes it), else the embedded fakeredis. The gunicorn + wrk leg runs only
+where wrk is installed; the plot only where matplotlib is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import run  # noqa: E402
+
+SMOKE_REDIS_DB = 10
+
+
+def smoke_redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        return "fakeredis://"
+    return url.rsplit("/", 1)[0] + f"/{SMOKE_REDIS_DB}" if url.count("/") > 2 else (
+        url + f"/{SMOKE_REDIS_DB}"
+    )
+
+
+def test_bench_smoke(tmp_path, capsys):
+    server = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'bench.sqlite3'}"
+    if not server.startswith("sqlite"):
+        assert make_url(server).drivername.startswith("postgres")
+    results = run.main(
+        [
+            "--smoke",
+            "--database-url", server,
+            "--redis-url", smoke_redis_url(),
+            "--out", str(tmp_path / "results"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "== facets benchmark ==" in out
+    for name in ("floor", "owner_warm", "owner_cold", "member_warm", "owner_304", "raw_owner"):
+        assert name in out
+    assert "owner warm / floor" in out
+    assert "with / without" in out
+    saved = json.loads((tmp_path / "results" / "latest.json").read_text())
+    assert [row["slug"] for row in saved["reads"]] == ["small", "org-300", "org-3k"]
+    for row in results["reads"]:
+        for name, stats in row["stats"].items():
+            assert stats["n"] > 0, name
+            assert stats["errors"] == 0, (row["slug"], name)
+    assert results["problems"] == []
