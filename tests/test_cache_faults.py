@@ -266,36 +266,34 @@ def test_flushall_during_traffic(traffic, redis_server, runner):
     flusher = threading.Thread(target=flush_repeatedly)
     flusher.start()
     try:
-        for _ in range(25):
+        for _ in range(15):
             t.mutate()
             t.read_all(views)
     finally:
         stop.set()
         flusher.join()
-    assert len(flushes) > 10
+    assert len(flushes) > 5
     redis_server.flushall()
     assert_heals(t, views, runner)
 
 
-@pytest.mark.parametrize("then", ["read", "another_commit", "two_more_commits"])
-def test_lost_after_commit_update(app, traffic, runner, then):
-    """A crash between commit and cache update: the hash stays one version behind."""
+def test_lost_after_commit_update(app, traffic, runner):
+    """A crash between commit and cache update leaves the hash behind: then nothing, one or
+    two delivered commits follow before the next read."""
     t, views = traffic
     t.read_all(views)
     with app.app_context():
         hooks = state().hooks.hooks
     saved = list(hooks)
-    hooks.clear()
-    try:
-        t.mutate()
-    finally:
-        hooks[:] = saved
-    if then == "another_commit":
-        t.mutate()
-    elif then == "two_more_commits":
-        t.mutate()
-        t.mutate()
-    assert_heals(t, views, runner)
+    for commits_after in (0, 1, 2):
+        hooks.clear()
+        try:
+            t.mutate()
+        finally:
+            hooks[:] = saved
+        for _ in range(commits_after):
+            t.mutate()
+        assert_heals(t, views, runner)
 
 
 @dataclass
@@ -309,34 +307,34 @@ class Recorder:
             self.commits.append((commit.org_id, commit.version, net_deltas(list(commit.events))))
 
 
-@pytest.mark.parametrize("seed", range(2))
-@pytest.mark.parametrize("read_between", [False, True], ids=["deliver_all", "read_between"])
-def test_duplicate_and_reordered_delivery(app, traffic, runner, seed, read_between):
+def test_duplicate_and_reordered_delivery(app, traffic, runner):
     """Updates held back, then delivered shuffled and repeated: reads stay exact throughout."""
     t, views = traffic
-    t.read_all(views)
     with app.app_context():
         st = state()
-    recorder = Recorder()
-    st.hooks.hooks[:] = [recorder]
-    try:
-        for _ in range(8):
-            t.mutate()
-    finally:
-        st.hooks.hooks[:] = [st.cache.after_commit]
-    assert [v for _, v, _ in recorder.commits] == sorted(v for _, v, _ in recorder.commits)
+    for seed, read_between in [(0, False), (1, False), (2, True), (3, True)]:
+        t.read_all(views)
+        recorder = Recorder()
+        st.hooks.hooks[:] = [recorder]
+        try:
+            for _ in range(6):
+                t.mutate()
+        finally:
+            st.hooks.hooks[:] = [st.cache.after_commit]
+        versions = [v for _, v, _ in recorder.commits]
+        assert versions == list(range(versions[0], versions[0] + len(versions)))
 
-    rng = random.Random(seed)
-    deliveries = recorder.commits + rng.sample(recorder.commits, 4)
-    rng.shuffle(deliveries)
-    outcomes = []
-    for org_id, version, deltas in deliveries:
-        with app.app_context():
-            outcomes.append(st.cache.apply(org_id, version, deltas))
-        if read_between:
-            t.read_all(views)
-    assert "error" not in outcomes and "corrupt" not in outcomes
-    if not read_between:  # no recount happened: the hash caught up on the deltas alone
-        assert "applied" in outcomes
-    assert t.read_all(views) == ["warm"] * len(views)
-    verify(runner)
+        rng = random.Random(seed)
+        deliveries = recorder.commits + rng.sample(recorder.commits, 3)
+        rng.shuffle(deliveries)
+        outcomes = []
+        for org_id, version, deltas in deliveries:
+            with app.app_context():
+                outcomes.append(st.cache.apply(org_id, version, deltas))
+            if read_between:
+                t.read_all(views)
+        assert "error" not in outcomes and "corrupt" not in outcomes, outcomes
+        if not read_between:  # no recount happened: the hash caught up on the deltas alone
+            assert "applied" in outcomes and "buffered" in outcomes, outcomes
+        assert t.read_all(views) == ["warm"] * len(views), seed
+        verify(runner)
