@@ -15,6 +15,7 @@ from models import Access
 from facets.read import FacetFilter
 
 CACHE_CONTROL = "private, no-cache"
+VERSION_HEADER = "X-Facets-Version"
 
 
 def facets_etag(access: Access, flt: FacetFilter) -> str:

@@ -45,6 +45,7 @@ class FacetCounts:
     by_state: dict[str, int]
     by_project: dict[str, int]
     path: str  # "warm", "cold" or "empty"
+    version: int  # the org facet version the counts are exactly those of
 
 
 def slice_cells(
@@ -93,13 +94,17 @@ def cached_counts(
             return None, None
         if totals.version != access.version:
             return totals.version, None
-        return totals.version, FacetCounts(totals.by_state, totals.by_project, "warm")
+        return totals.version, FacetCounts(
+            totals.by_state, totals.by_project, "warm", totals.version
+        )
     cached = cache.read_cells(access.org_id, _needed_fields(access, flt))
     if cached is None:
         return None, None
     if cached.version != access.version:
         return cached.version, None
-    return cached.version, FacetCounts(*slice_cells(cached.cells, access, flt), "warm")
+    return cached.version, FacetCounts(
+        *slice_cells(cached.cells, access, flt), "warm", cached.version
+    )
 
 
 def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: bool) -> FacetCounts:
@@ -113,7 +118,9 @@ def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: b
     CACHE_RECOUNTS.inc()
     if install:
         st.cache.install(access.org_id, recount)
-    return FacetCounts(*slice_cells(keyed_cells(recount.cells), access, flt), "cold")
+    return FacetCounts(
+        *slice_cells(keyed_cells(recount.cells), access, flt), "cold", recount.version
+    )
 
 
 def recount_under_lease(st: FacetsState, access: Access, flt: FacetFilter, token: str) -> FacetCounts:
@@ -166,7 +173,7 @@ def read_counts(
     again once (``refresh``) so that a busy org keeps being served warm.
     """
     if flt.project_id is not None and not access.sees_project(flt.project_id):
-        return access, FacetCounts({}, {}, "empty")
+        return access, FacetCounts({}, {}, "empty", access.version)
     st = state()
     try:
         label, counts = cached_counts(st.cache, access, flt)
@@ -219,6 +226,7 @@ class FacetsRead:
     body: dict[str, list[dict[str, Any]]]
     access: Access
     path: str
+    version: int
 
 
 def read_facets(
@@ -227,4 +235,4 @@ def read_facets(
     """The facets of the caller's current view of the org."""
     access, counts = read_counts(access, flt, refresh)
     labels = state().labels.get(access.org_id, access.version, counts.by_project)
-    return FacetsRead(facets_body(counts, labels), access, counts.path)
+    return FacetsRead(facets_body(counts, labels), access, counts.path, counts.version)

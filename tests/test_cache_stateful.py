@@ -22,6 +22,7 @@ from hypothesis.stateful import (
 
 from conftest import World, redis_down
 from facets.extensions import state
+from models.recount import recount_org
 from models.services import projects as project_service, sandboxes as sandbox_service
 from models.services.common import lock_access
 
@@ -60,7 +61,7 @@ class FacetsMachine(RuleBasedStateMachine):
         self.app, self.client, self.runner = app, client, runner
         self.slug = "m" + uuid.uuid4().hex[:12]
         world = World(app)
-        world.org(self.slug)
+        self.org_id = world.org(self.slug)
         self.owner = world.caller(self.slug, "owner")
         self.member = world.caller(self.slug, "member")
         self.sandboxes: dict[uuid.UUID, tuple[str, uuid.UUID | None]] = {}
@@ -242,11 +243,14 @@ class FacetsMachine(RuleBasedStateMachine):
             (self.member, self.member_projects, {"state": "paused"}),
             (self.member, self.member_projects, {"project_id": str(some_project), "state": "running"}),
         ]
+        with self.app.app_context():
+            org_version = recount_org(state().db, self.org_id).version
         for caller, visible, query in views:
             response = self.client.get(
                 f"/api/v1/org/{self.slug}/sandboxes/facets", headers=caller.headers, query_string=query
             )
             assert response.status_code == 200, response.json
+            assert response.headers["X-Facets-Version"] == str(org_version)
             states = tuple(query.get("state", "").split(",")) if "state" in query else ()
             project_id = uuid.UUID(query["project_id"]) if "project_id" in query else None
             assert response.json == expected_facets(

@@ -6,7 +6,7 @@ from flask import Response, current_app, g, request
 from werkzeug.http import quote_etag
 
 from facets.auth import login_required
-from facets.etag import CACHE_CONTROL, facets_etag
+from facets.etag import CACHE_CONTROL, VERSION_HEADER, facets_etag
 from facets.metrics import FACETS_SERVED
 from facets.read import FacetFilter, read_facets
 from facets.schemas import SandboxFacetsQueryArgsSchema, SandboxFacetsResponseSchema
@@ -36,7 +36,8 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
 
     A `project_id` the caller cannot see (or that does not exist) gives empty facets.
     Responses carry an `ETag`; send it back in `If-None-Match` to get a 304 while nothing
-    in the caller's view changed. 502 is never produced by this service; it is listed as a
+    in the caller's view changed. `X-Facets-Version` names the organization's change counter
+    the counts are exactly those of. 502 is never produced by this service; it is listed as a
     gateway in front may return it.
     """
     access = caller_access(org)
@@ -46,7 +47,12 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
         FACETS_SERVED.labels(path="not_modified").inc()
         g.facets_path = "not_modified"
         return Response(
-            status=304, headers={"ETag": quote_etag(etag), "Cache-Control": CACHE_CONTROL}
+            status=304,
+            headers={
+                "ETag": quote_etag(etag),
+                "Cache-Control": CACHE_CONTROL,
+                VERSION_HEADER: str(access.version),
+            },
         )
     result = read_facets(access, flt, refresh=lambda: caller_access(org))
     g.facets_path = result.path
@@ -55,4 +61,5 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
     response = current_app.json.response(result.body)  # the schema's dump, built directly
     response.headers["ETag"] = quote_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers[VERSION_HEADER] = str(result.version)
     return response
