@@ -15,10 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy import select
 
 from facets import create_app
 from facets.extensions import state
 from facets.metrics import FACETS_SERVED, REDIS_ERRORS
+from models import Org
 from models.events import net_deltas
 
 from redis_server import RedisServer
@@ -338,3 +340,26 @@ def test_duplicate_and_reordered_delivery(app, traffic, runner):
             assert "applied" in outcomes and "buffered" in outcomes, outcomes
         assert t.read_all(views) == ["warm"] * len(views), seed
         verify(runner)
+
+
+def test_hash_labelled_ahead_of_sql_is_never_served(app, traffic, runner):
+    """The database goes back in time (restored from a backup) while Redis keeps its hashes.
+
+    A label above the org's committed version cannot come from a live commit (a version is
+    applied only after it committed), so the hash is not to be trusted; once SQL's version
+    reaches the label, its counts must not be served as if they were of that version.
+    """
+    t, views = traffic
+    t.read_all(views)
+    with app.app_context():
+        st = state()
+        with st.db.read_session() as session:
+            org_id = session.scalar(select(Org.id).where(Org.slug == SLUG))
+        cells, totals, _ = st.cache.keys(org_id)
+        label = int(st.redis.hget(cells, "v"))
+        for key in (cells, totals):  # as if SQL had been restored to one version earlier
+            st.redis.hset(key, "v", label + 1)
+    t.read_all(views)
+    t.mutate()  # SQL now reaches the hash's label, with a different change
+    t.read_all(views)
+    verify(runner)
