@@ -10,6 +10,8 @@ import pytest
 
 from facets import read as read_module
 from facets.extensions import state
+from models.services import projects as project_service, sandboxes as sandbox_service
+from models.services.common import lock_access
 
 from conftest import redis_down
 from test_warm_path import (  # noqa: F401 (acme is a fixture)
@@ -17,6 +19,7 @@ from test_warm_path import (  # noqa: F401 (acme is a fixture)
     SLUG,
     acme,
     aggregates,
+    drop_hashes,
     served,
     statements,
 )
@@ -211,3 +214,45 @@ def test_if_none_match_forms_per_rfc_7232(client, world, acme):
         headers={**acme["owner"].headers, "If-None-Match": "*"},
     ).status_code == 404
     assert facets(client, world.caller(), if_none_match="*").status_code == 403
+
+
+def test_one_tag_one_body_when_a_commit_lands_before_the_cold_recount(
+    app, client, acme, monkeypatch
+):
+    """A commit between the caller's access snapshot and the cold recount.
+
+    Here the member loses project web and two sandboxes are created in web in that gap. The
+    response must still be one consistent view: either the body of the tag's version (the
+    same bytes as before), or a newer tag whose body does not show web any more.
+    """
+    member, web = acme["member"], acme["web"]
+    before = facets(client, member)
+    assert before.status_code == 200
+    drop_hashes(app, acme["org_id"])
+
+    real_recount = read_module.recount_org
+    raced = []
+
+    def recount_after_a_commit(db, org_id, **kwargs):
+        if not raced:
+            raced.append(1)
+            with app.app_context():
+                with state().unit_of_work() as uow:
+                    access = lock_access(uow, org_slug=SLUG, user_id=acme["owner"].user_id)
+                    project_service.remove_project_member(
+                        uow, access=access, project_id=web, user_id=member.user_id
+                    )
+                with state().unit_of_work() as uow:
+                    access = lock_access(uow, org_slug=SLUG, user_id=acme["owner"].user_id)
+                    for _ in range(2):
+                        sandbox_service.create_sandbox(uow, access=access, project_id=web)
+        return real_recount(db, org_id, **kwargs)
+
+    monkeypatch.setattr(read_module, "recount_org", recount_after_a_commit)
+    response = facets(client, member)
+    assert raced, "the read was not cold"
+    assert response.status_code == 200
+    if response.headers["ETag"] == before.headers["ETag"]:
+        assert response.data == before.data, "one tag, two different bodies"
+    else:
+        assert str(web) not in {p["project_id"] for p in response.json["projects"]}
