@@ -126,6 +126,7 @@ def measure_http(
     connections: int,
     threads: int,
     log_path: Path,
+    warm: bool = True,
 ) -> dict:
     """Warm facets vs the floor on one gunicorn, alternating; medians over the rounds."""
     port = free_port()
@@ -136,7 +137,7 @@ def measure_http(
         wait_ready(port, proc)
         auth = {"Authorization": f"Bearer {key}"}
         targets = {"facets": (base + facets_path, auth), "floor": (base + FLOOR_PATH, {})}
-        for url, headers in targets.values():  # warm both workers and the cache
+        for url, headers in targets.values() if warm else ():  # workers, pools, the cache
             run_wrk(url, headers, 1, connections, threads)
         for r in range(rounds):
             order = ("facets", "floor") if r % 2 == 0 else ("floor", "facets")

@@ -160,7 +160,7 @@ def measure_reads(
     """All read scenarios of one org, interleaved."""
     with quiet_stderr():
         scenarios, problems = read_scenarios(app, org, small, n, n_cold)
-        stats = run_interleaved(scenarios, block, warmup=min(20, n))
+        stats = run_interleaved(scenarios, block, warmup=20)
     return stats, problems
 
 

@@ -69,11 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes = "300,3000" if args.sizes == p.get_default("sizes") else args.sizes
-        args.projects = min(args.projects, 20)
+        args.projects = min(args.projects, 12)
         args.small_sandboxes = min(args.small_sandboxes, 100)
-        args.requests = min(args.requests, 12)
+        args.requests = min(args.requests, 8)
         args.block = min(args.block, 5)
-        args.cold_requests = args.cold_requests or 3
+        args.cold_requests = args.cold_requests or 2
         args.http_seconds, args.http_rounds = min(args.http_seconds, 1.0), 1
         args.http_connections = min(args.http_connections, 4)
         args.profile_requests = min(args.profile_requests, 10)
@@ -383,7 +383,7 @@ def run_all(args, app, bare_app, db_url: str, out_dir: Path, results: dict) -> N
         results["http"] = http.measure_http(
             env, inprocess.facets_url(small), small.owner_key,
             seconds=args.http_seconds, rounds=args.http_rounds,
-            connections=args.http_connections, threads=2,
+            connections=args.http_connections, threads=2, warm=not args.smoke,
             log_path=out_dir / "gunicorn.log",
         )
 

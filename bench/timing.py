@@ -80,7 +80,7 @@ def run_interleaved(scenarios: list[Scenario], block: int, warmup: int = 0) -> d
     spread over the same rounds.
     """
     for scenario in scenarios:
-        for _ in range(min(warmup, scenario.total)):
+        for _ in range(min(warmup, max(1, scenario.total // 4))):
             scenario.once()
         scenario.samples_ns.clear()
         scenario.errors = 0
