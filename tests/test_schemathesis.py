@@ -13,9 +13,8 @@ from __future__ import annotations
 import hypothesis
 import pytest
 import schemathesis
+from conftest import World
 from schemathesis.checks import CHECKS
-
-from tests.conftest import World
 
 ORG = "st-org"
 MAX_EXAMPLES = 30
