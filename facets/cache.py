@@ -17,9 +17,12 @@ recount of the org right after commit ``x``. Why it holds:
    that lock. So version ``x`` names exactly one commit, versions are gap-free and in commit
    order, and the deltas of ``x`` are exactly ``counts(x) - counts(x - 1)``.
 2. A hash is created only by ``install`` (``INSTALL_LUA``), from a recount that read the
-   version and the GROUP BY in one snapshot: it is ``counts(V)`` labelled ``V``. Install never
-   replaces a hash labelled higher than ``V`` (a late recount cannot overwrite newer
-   increments); replacing an equal label is harmless, as both are ``counts(V)``.
+   version and the GROUP BY in one snapshot: it is ``counts(V)`` labelled ``V``. A read's
+   install does not replace a hash labelled higher than ``V`` (a late recount does not undo
+   newer increments, which would only make the cache fall behind); replacing an equal label
+   is harmless, as both are ``counts(V)``. Replacing a higher label (the admin rebuild, or a
+   label SQL has not reached, which only a restored database can leave) is safe for the
+   same reason: the result is exact for its own label.
 3. A hash changes otherwise only in ``APPLY_LUA``, which applies the deltas of version
    ``x + 1`` to a hash at ``x`` and relabels it ``x + 1``. Deltas for a version at or below the
    label are ignored (repeats, stragglers after an install); deltas from the future wait in
@@ -43,7 +46,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -139,13 +142,15 @@ return 'applied'
 """
 )
 
-# KEYS: cells, totals, pending. ARGV: version, deltas (the full counts), ttl_ms.
+# KEYS: cells, totals, pending. ARGV: version, deltas (the full counts), ttl_ms, force.
 INSTALL_LUA = (
     _LUA_HELPERS
     + """
 local version = tonumber(ARGV[1])
 local current = redis.call('HGET', cells, 'v')
-if current and tonumber(current) > version then return 'kept' end
+if current and tonumber(current) > version and ARGV[4] ~= '1' then
+  return 'kept:' .. current
+end
 redis.call('DEL', cells, totals)
 apply(ARGV[2])
 local settled = settle(version, tonumber(ARGV[3]))
@@ -302,18 +307,45 @@ class CounterCache:
             log.error("facet cache of org %s went negative; dropped it for a recount", org_id)
         return result
 
-    def install(self, org_id: uuid.UUID, recount: Recount) -> str:
-        """Offer a recount to Redis (see ``INSTALL_LUA``); returns the outcome."""
+    def install(
+        self,
+        org_id: uuid.UUID,
+        recount: Recount,
+        *,
+        force: bool = False,
+        sql_version: Callable[[], int] | None = None,
+    ) -> str:
+        """Offer a recount to Redis (see ``INSTALL_LUA``); returns the outcome.
+
+        A hash labelled newer than the recount is kept, unless ``force`` (the admin rebuild)
+        or unless it is labelled ahead of ``sql_version()``, read after the install saw it:
+        a live label is written only after its commit, so a label SQL has not reached can
+        only come from a database restored to an earlier point. Replacing a hash by an
+        older recount is always safe (it is exact for its own label, merely behind).
+        """
+        result = self._run_install(org_id, recount, force)
+        if result.startswith("kept:") and sql_version is not None:
+            if int(result.partition(":")[2]) > sql_version():
+                log.error("facet cache of org %s is labelled ahead of SQL; replacing it", org_id)
+                result = self._run_install(org_id, recount, force=True)
+        result = result.partition(":")[0]
+        CACHE_INSTALLS.labels(result=result).inc()
+        return result
+
+    def _run_install(self, org_id: uuid.UUID, recount: Recount, force: bool) -> str:
         try:
-            result = self._install(
+            return self._install(
                 keys=self.keys(org_id),
-                args=[recount.version, encode_deltas(recount.cells.items()), self.ttl_ms],
+                args=[
+                    recount.version,
+                    encode_deltas(recount.cells.items()),
+                    self.ttl_ms,
+                    "1" if force else "0",
+                ],
             )
         except redis.RedisError as exc:
             self.absorb("install", exc)
-            result = "error"
-        CACHE_INSTALLS.labels(result=result).inc()
-        return result
+            return "error"
 
     def read_totals(self, org_id: uuid.UUID) -> Totals | None:
         """The roll-ups of the whole org, or None when cold.

@@ -1,8 +1,9 @@
 """``flask facets rebuild`` and ``flask facets verify``: the counter cache's admin commands.
 
 Both compare each org's Redis hashes with the one SQL recount (``models.recount``). Rebuild
-installs the recount through the same compare-and-set as the read path, so it is safe while
-traffic flows: it never replaces a hash newer than its recount.
+force-installs each recount: safe while traffic flows, since a hash replaced by an older
+recount is still exact for its label (merely behind, and brought forward by the next commit
+or read), and it repairs a hash labelled ahead of SQL, which a restored database leaves.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def rebuild(slug: str | None) -> None:
                 snapshot = st.cache.snapshot(org_id)
                 if snapshot[0] is None or compare(org_slug, snapshot, recount):
                     differed += 1
-                if st.cache.install(org_id, recount) == "error":
+                if st.cache.install(org_id, recount, force=True) == "error":
                     raise redis.ConnectionError("install failed")
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}") from None

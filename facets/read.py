@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from sqlalchemy import select
 
 from facets.cache import CounterCache, KeyedCell, cell_field, keyed_cells
 from facets.extensions import FacetsState, state
 from facets.labels import Labels
 from facets.metrics import CACHE_RECOUNTS, FACETS_SERVED, LEASE_WAITS
-from models import SANDBOX_STATES, Access, NotFound
+from models import SANDBOX_STATES, Access, NotFound, Org
 from models.errors import Timeout
 from models.recount import recount_org
 
@@ -107,23 +108,39 @@ def cached_counts(
     )
 
 
-def recount_counts(st: FacetsState, access: Access, flt: FacetFilter, install: bool) -> FacetCounts:
+def recount_counts(
+    st: FacetsState, access: Access, flt: FacetFilter, install: bool
+) -> tuple[Access, FacetCounts]:
     """The view's counts from the SQL recount, installed in Redis when ``install``.
+
+    The caller's access is re-read in the recount's snapshot: when commits landed since the
+    caller's first read, counts and visibility are still of one version.
 
     :raise Timeout: the recount exceeded ``RECOUNT_TIMEOUT_MS`` (a 504).
     """
-    recount = recount_org(st.db, access.org_id, timeout_ms=st.recount_timeout_ms)
-    if recount is None:
+    recount = recount_org(
+        st.db, access.org_id, timeout_ms=st.recount_timeout_ms, caller=access.user_id
+    )
+    if recount is None or recount.access is None:
         raise NotFound(f"Organization '{access.org_slug}' not found.")
     CACHE_RECOUNTS.inc()
     if install:
-        st.cache.install(access.org_id, recount)
-    return FacetCounts(
-        *slice_cells(keyed_cells(recount.cells), access, flt), "cold", recount.version
-    )
+        st.cache.install(
+            access.org_id, recount, sql_version=lambda: current_version(st, access.org_id)
+        )
+    counts = slice_cells(keyed_cells(recount.cells), recount.access, flt)
+    return recount.access, FacetCounts(*counts, "cold", recount.version)
 
 
-def recount_under_lease(st: FacetsState, access: Access, flt: FacetFilter, token: str) -> FacetCounts:
+def current_version(st: FacetsState, org_id: uuid.UUID) -> int:
+    """The org's facet version now (a later statement than any snapshot read so far)."""
+    with st.db.read_connection() as conn:
+        return conn.scalar(select(Org.facet_version).where(Org.id == org_id))
+
+
+def recount_under_lease(
+    st: FacetsState, access: Access, flt: FacetFilter, token: str
+) -> tuple[Access, FacetCounts]:
     """Recount and install while holding the org's lease, then give it back."""
     try:
         return recount_counts(st, access, flt, install=True)
@@ -131,7 +148,7 @@ def recount_under_lease(st: FacetsState, access: Access, flt: FacetFilter, token
         st.cache.release_lease(access.org_id, token)
 
 
-def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCounts:
+def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> tuple[Access, FacetCounts]:
     """Recount under the org's lease, or wait for the lease holder's install.
 
     Only one reader per org recounts and installs; the others poll Redis for as long as a
@@ -152,7 +169,7 @@ def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCount
             time.sleep(LEASE_POLL_S)
             label, counts = cached_counts(cache, access, flt)
             if counts is not None:
-                return counts
+                return access, counts
             if label is not None and label > access.version:
                 return recount_counts(st, access, flt, install=False)
         token = cache.acquire_lease(access.org_id)
@@ -167,7 +184,7 @@ def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCount
 def read_counts(
     access: Access, flt: FacetFilter, refresh: Callable[[], Access] | None = None
 ) -> tuple[Access, FacetCounts]:
-    """The counts of the caller's view, and the access they were sliced with.
+    """The counts of the caller's view, and the access (of the same version) they are for.
 
     When Redis already holds a newer version than the caller's snapshot, the access is read
     again once (``refresh``) so that a busy org keeps being served warm.
@@ -182,9 +199,9 @@ def read_counts(
             label, counts = cached_counts(st.cache, access, flt)
     except redis.RedisError as exc:
         st.cache.absorb("read", exc)
-        counts = recount_counts(st, access, flt, install=False)
+        access, counts = recount_counts(st, access, flt, install=False)
     if counts is None:
-        counts = cold_counts(st, access, flt)
+        access, counts = cold_counts(st, access, flt)
     FACETS_SERVED.labels(path=counts.path).inc()
     return access, counts
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import OperationalError
 
+from models.access import Access, load_access
 from models.errors import Timeout
 from models.events import Cell
 from models.org import Org
@@ -32,25 +33,36 @@ SQLITE_PROGRESS_STEPS = 1000
 class Recount:
     version: int
     cells: dict[Cell, int]
+    access: Access | None = None  # the caller's access in the same snapshot, when asked for
 
 
-def recount_org(db: Database, org_id: uuid.UUID, *, timeout_ms: int | None = None) -> Recount | None:
+def recount_org(
+    db: Database,
+    org_id: uuid.UUID,
+    *,
+    timeout_ms: int | None = None,
+    caller: uuid.UUID | None = None,
+) -> Recount | None:
     """Count the org's sandboxes by (state, project) at one snapshot; None if the org is gone.
 
+    With ``caller`` (a user id) the caller's access is resolved in the same snapshot, so the
+    counts and what the caller may see of them are of one and the same version.
+
     :raise Timeout: the recount took longer than ``timeout_ms``.
+    :raise Forbidden: ``caller`` is no longer a member of the org.
     """
     with db.snapshot_engine.connect() as conn, conn.begin(), _time_limit(db, conn, timeout_ms):
-        version = conn.execute(
-            select(Org.facet_version).where(Org.id == org_id)
-        ).scalar_one_or_none()
-        if version is None:
+        org = conn.execute(select(Org.slug, Org.facet_version).where(Org.id == org_id)).one_or_none()
+        if org is None:
             return None
         rows = conn.execute(
             select(Sandbox.state, Sandbox.project_id, func.count())
             .where(Sandbox.org_id == org_id)
             .group_by(Sandbox.state, Sandbox.project_id)
         )
-        return Recount(version, {(state, project): n for state, project, n in rows})
+        cells = {(state, project): n for state, project, n in rows}
+        access = load_access(conn, org.slug, caller) if caller is not None else None
+        return Recount(org.facet_version, cells, access)
 
 
 @contextmanager

@@ -101,3 +101,22 @@ def test_totals_roll_up_cells(cache):
 def test_all_keys_of_an_org_share_one_cluster_slot(cache):
     keys = [*cache.keys(ORG), cache.lease_key(ORG)]
     assert {key[key.index("{") : key.index("}") + 1] for key in keys} == {f"{{{ORG}}}"}
+
+
+def test_a_forced_install_replaces_a_newer_hash(cache):
+    install(cache, 5, {("running", P): 4})
+    assert cache.install(ORG, Recount(4, {("running", P): 3}), force=True) == "installed"
+    assert cells(cache) == (4, {("running", P): 3})
+
+
+def test_a_read_install_replaces_a_label_sql_has_not_reached(cache):
+    install(cache, 9, {("running", P): 4})  # left by a database restored to version 3
+    result = cache.install(ORG, Recount(3, {("running", P): 1}), sql_version=lambda: 3)
+    assert result == "installed"
+    assert cells(cache) == (3, {("running", P): 1})
+
+
+def test_a_read_install_keeps_a_newer_label_sql_has_reached(cache):
+    install(cache, 5, {("running", P): 4})
+    assert cache.install(ORG, Recount(4, {("running", P): 3}), sql_version=lambda: 5) == "kept"
+    assert cells(cache) == (5, {("running", P): 4})

@@ -43,10 +43,10 @@ def test_rebuild_racing_mutations_converges_to_sql(app, client, runner, world, w
     recounted, mutated = threading.Barrier(2, timeout=TIMEOUT_S), threading.Barrier(2, timeout=TIMEOUT_S)
     real_install = cache.install
 
-    def install_after_mutations(org_id, recount):
+    def install_after_mutations(org_id, recount, **kwargs):
         recounted.wait()  # the recount snapshot is taken
         mutated.wait()  # newer commits exist now
-        return real_install(org_id, recount)
+        return real_install(org_id, recount, **kwargs)
 
     cache.install = install_after_mutations
     result = {}

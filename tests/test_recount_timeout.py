@@ -105,10 +105,10 @@ def test_a_waiter_is_served_by_the_lease_holders_install(app_config, monkeypatch
     gate = threading.Event()
     real_recount = read_module.recount_org
 
-    def slow_recount(db, org_id, *, timeout_ms=None):
+    def slow_recount(db, org_id, **kwargs):
         recounts.append(org_id)
         gate.wait(5)
-        return real_recount(db, org_id, timeout_ms=timeout_ms)
+        return real_recount(db, org_id, **kwargs)
 
     results = []
 
