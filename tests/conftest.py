@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 
 from facets import create_app
 from facets.extensions import state
-from models import Access, Base, Role
+from models import Access, Base, Database, Role
 from models import migrate
 from models.services import accounts, projects, sandboxes
 
@@ -79,6 +79,28 @@ def _truncate_postgres(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def dispose_every_database(monkeypatch):
+    """Close the connection pools of every app a test builds, however it built it.
+
+    A pool left to the garbage collector makes psycopg warn at an arbitrary later moment,
+    which ``filterwarnings = error`` turns into a failure of whichever test is running.
+    """
+    from facets import extensions
+
+    opened: list[Database] = []
+
+    class TrackedDatabase(Database):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(extensions, "Database", TrackedDatabase)
+    yield
+    for db in opened:
+        db.dispose()
 
 
 @pytest.fixture(params=LEGS)
