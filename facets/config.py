@@ -57,8 +57,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
 def finalize(config: dict[str, Any]) -> None:
     """Fill derived settings and refuse unsafe ones.
 
-    :raise RuntimeError: production without a ``JWT_SECRET``.
+    :raise RuntimeError: production without a ``JWT_SECRET``, or an unknown ``LOG_LEVEL``.
     """
+    level = str(config.get("LOG_LEVEL") or "INFO").upper()
+    if level not in logging.getLevelNamesMapping():
+        raise RuntimeError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {level!r}")
+    config["LOG_LEVEL"] = level
     if not config.get("JWT_SECRET"):
         if config.get("FACETS_ENV") == "production":
             raise RuntimeError("JWT_SECRET must be set when FACETS_ENV=production")
