@@ -25,7 +25,7 @@ def configure(config: dict) -> None:
     """flask-smorest settings for the document and the UI."""
     config.setdefault("API_TITLE", "Sandbox facets")
     config.setdefault("API_VERSION", "1.0.0")
-    config.setdefault("OPENAPI_VERSION", "3.1.0")
+    config.setdefault("OPENAPI_VERSION", "3.0.3")  # the bundled Swagger UI 4 renders 3.0.x only
     config.setdefault("OPENAPI_URL_PREFIX", "/")
     config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     config.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
