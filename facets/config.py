@@ -44,7 +44,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "RECOUNT_TIMEOUT_MS": int(env.get("RECOUNT_TIMEOUT_MS", "2000")),
         # Rate limits per caller (API key prefix, JWT subject, else client address).
-        "RATE_LIMITS_ENABLED": _flag(env.get("RATE_LIMITS_ENABLED", "true")),
+        # Unset: on, except in an app built with TESTING (limits are tested on purpose).
+        "RATE_LIMITS_ENABLED": (
+            _flag(env["RATE_LIMITS_ENABLED"]) if env.get("RATE_LIMITS_ENABLED") else None
+        ),
         "FACETS_RATE_LIMIT": env.get("FACETS_RATE_LIMIT", "50/second;1200/minute"),
         "MUTATION_RATE_LIMIT": env.get("MUTATION_RATE_LIMIT", "20/second;600/minute"),
         "MIN_CLIENT_VERSION": env.get("MIN_CLIENT_VERSION") or None,

@@ -7,8 +7,9 @@ forged credential therefore cannot spend someone else's budget.
 ``FACETS_RATE_LIMIT`` applies to ``GET .../sandboxes/facets``; ``MUTATION_RATE_LIMIT`` is one
 budget shared by every POST/PATCH/DELETE of the API blueprint. Health probes, ``/metrics``, the
 docs and CORS preflights are never limited. Counters live in Redis (``REDIS_URL``) so workers
-share them; with the embedded ``fakeredis://`` they live in process memory. When Redis fails
-the limiter fails open onto per-process memory counters (logged, and counted as
+share them; with the embedded ``fakeredis://`` they live in process memory.
+``RATE_LIMITS_ENABLED`` switches them; unset, they are on except in a TESTING app. When Redis
+fails the limiter fails open onto per-process memory counters (logged, and counted as
 ``facets_redis_errors_total{op="rate_limit"}``) and goes back to Redis once it answers again.
 """
 
@@ -139,7 +140,10 @@ def _breach_message(what: str, limits: str) -> str:
 
 def init_app(app: Flask) -> None:
     """Limit the API blueprint's facets endpoint and mutations; call after it is registered."""
-    if not app.config["RATE_LIMITS_ENABLED"]:
+    enabled = app.config.get("RATE_LIMITS_ENABLED")
+    if enabled is None:
+        enabled = not app.testing
+    if not enabled:
         return
     from facets.views import blp
 

@@ -40,7 +40,7 @@ def make_app(app_config):
     apps = []
 
     def make(**overrides):
-        app = create_app({**app_config, **overrides})
+        app = create_app({**app_config, "RATE_LIMITS_ENABLED": True, **overrides})
         apps.append(app)
         return app
 

@@ -21,7 +21,7 @@ def make_app(app_config):
     apps = []
 
     def make(**overrides):
-        app = create_app({**app_config, **overrides})
+        app = create_app({**app_config, "RATE_LIMITS_ENABLED": True, **overrides})
         apps.append(app)
         return app
 
@@ -167,6 +167,16 @@ def test_limits_can_be_switched_off(make_app):
         response = client.get(FACETS, headers=callers["owner"].headers)
         assert response.status_code == 200
         assert "RateLimit-Limit" not in response.headers
+
+
+@pytest.mark.parametrize(("testing", "limited"), [(False, True), (True, False)])
+def test_limits_are_on_by_default_except_in_a_testing_app(make_app, testing, limited):
+    app = make_app(FACETS_RATE_LIMIT="1/minute", RATE_LIMITS_ENABLED=None, TESTING=testing)
+    _, callers = acme(app)
+    client = app.test_client()
+    client.get(FACETS, headers=callers["owner"].headers)
+    response = client.get(FACETS, headers=callers["owner"].headers)
+    assert response.status_code == (429 if limited else 200)
 
 
 def test_a_504_keeps_its_own_retry_after(make_app, monkeypatch):
