@@ -68,9 +68,19 @@ class StateFilterField(ma.fields.List):
     """
 
     is_multiple = True
+    # What the OpenAPI document admits for each occurrence: exactly what _deserialize accepts.
+    ITEM_PATTERN = r"^ *((running|paused|killed) *)?(, *((running|paused|killed) *)?)*$"
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(ma.fields.String(validate=validate.OneOf(SANDBOX_STATES)), **kwargs)
+        super().__init__(
+            ma.fields.String(
+                metadata={
+                    "pattern": self.ITEM_PATTERN,
+                    "description": "running, paused or killed; or a comma-separated list",
+                }
+            ),
+            **kwargs,
+        )
 
     def _deserialize(self, value, attr, data, **kwargs) -> tuple[str, ...]:
         raw = value if isinstance(value, list | tuple) else [value]
@@ -79,7 +89,7 @@ class StateFilterField(ma.fields.List):
             if not isinstance(item, str):
                 raise ma.ValidationError(STATE_CHOICES_MESSAGE)
             for part in item.split(","):
-                part = part.strip()
+                part = part.strip(" ")
                 if not part:
                     continue
                 if part not in SANDBOX_STATES:

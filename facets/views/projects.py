@@ -28,7 +28,7 @@ from models.services.common import lock_access
 @blp.route("/projects", methods=["GET"], parameters=[ORG_PARAMETER])
 @login_required
 @blp.response(200, ProjectListResponseSchema, description="Successful Response")
-@documents_errors(401, 403, 404, 500)
+@documents_errors(400, 401, 403, 404, 426, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="list_projects")
 def list_projects(org: str):
     """List projects
@@ -44,7 +44,7 @@ def list_projects(org: str):
 @login_required
 @blp.arguments(ProjectCreateSchema)
 @blp.response(201, ProjectSchema, description="The created project")
-@documents_errors(401, 403, 404, 409, 422, 500)
+@documents_errors(400, 401, 403, 404, 409, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="create_project")
 def create_project(body: dict, org: str):
     """Create a project
@@ -59,9 +59,9 @@ def create_project(body: dict, org: str):
 
 @blp.route("/projects/<uuid:project_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(ProjectUpdateSchema)
+@blp.arguments(ProjectUpdateSchema, required=False)
 @blp.response(200, ProjectSchema, description="The project after the change")
-@documents_errors(401, 403, 404, 409, 422, 500)
+@documents_errors(400, 401, 403, 404, 409, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="update_project")
 def update_project(body: dict, org: str, project_id: uuid.UUID):
     """Rename a project
@@ -77,7 +77,7 @@ def update_project(body: dict, org: str, project_id: uuid.UUID):
 @blp.route("/projects/<uuid:project_id>", methods=["DELETE"], parameters=[ORG_PARAMETER])
 @login_required
 @blp.response(204, description="Deleted")
-@documents_errors(401, 403, 404, 500)
+@documents_errors(400, 401, 403, 404, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="delete_project")
 def delete_project(org: str, project_id: uuid.UUID):
     """Delete a project
@@ -93,7 +93,7 @@ def delete_project(org: str, project_id: uuid.UUID):
 @login_required
 @blp.arguments(ProjectMemberAddSchema)
 @blp.response(204, description="The user is a member of the project")
-@documents_errors(401, 403, 404, 422, 500)
+@documents_errors(400, 401, 403, 404, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="add_project_member")
 def add_project_member(body: dict, org: str, project_id: uuid.UUID):
     """Add a project member
@@ -113,7 +113,7 @@ def add_project_member(body: dict, org: str, project_id: uuid.UUID):
 )
 @login_required
 @blp.response(204, description="The user is no longer a member of the project")
-@documents_errors(401, 403, 404, 500)
+@documents_errors(400, 401, 403, 404, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="remove_project_member")
 def remove_project_member(org: str, project_id: uuid.UUID, user_id: uuid.UUID):
     """Remove a project member

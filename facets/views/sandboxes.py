@@ -30,7 +30,7 @@ from models.services.common import lock_access
 @login_required
 @blp.arguments(SandboxListQueryArgsSchema, location="query", as_kwargs=True)
 @blp.response(200, SandboxListResponseSchema, description="Successful Response")
-@documents_errors(400, 401, 403, 404, 422, 500)
+@documents_errors(400, 401, 403, 404, 422, 426, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="list_sandboxes")
 def list_sandboxes(org: str, limit: int, state=None, project_id=None, cursor=None):
     """List sandboxes
@@ -56,9 +56,9 @@ def list_sandboxes(org: str, limit: int, state=None, project_id=None, cursor=Non
 
 @blp.route("/sandboxes", methods=["POST"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(SandboxCreateSchema)
+@blp.arguments(SandboxCreateSchema, required=False)
 @blp.response(201, SandboxSchema, description="The created sandbox")
-@documents_errors(401, 403, 404, 422, 500)
+@documents_errors(400, 401, 403, 404, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="create_sandbox")
 def create_sandbox(body: dict, org: str):
     """Create a sandbox
@@ -74,9 +74,9 @@ def create_sandbox(body: dict, org: str):
 
 @blp.route("/sandboxes/<uuid:sandbox_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(SandboxUpdateSchema)
+@blp.arguments(SandboxUpdateSchema, required=False)
 @blp.response(200, SandboxSchema, description="The sandbox after the change")
-@documents_errors(401, 403, 404, 409, 422, 500)
+@documents_errors(400, 401, 403, 404, 409, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="update_sandbox")
 def update_sandbox(body: dict, org: str, sandbox_id: uuid.UUID):
     """Change a sandbox
@@ -94,7 +94,7 @@ def update_sandbox(body: dict, org: str, sandbox_id: uuid.UUID):
 @blp.route("/sandboxes/<uuid:sandbox_id>", methods=["DELETE"], parameters=[ORG_PARAMETER])
 @login_required
 @blp.response(204, description="Deleted")
-@documents_errors(401, 403, 404, 500)
+@documents_errors(400, 401, 403, 404, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="delete_sandbox")
 def delete_sandbox(org: str, sandbox_id: uuid.UUID):
     """Delete a sandbox
