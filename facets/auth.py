@@ -64,7 +64,24 @@ def bearer_credential() -> str:
 
 
 def authenticate_api_key(key: str) -> Principal:
-    """The owner of a live API key."""
+    """The owner of a live API key, looked up at most once per request.
+
+    The rate limiter identifies the caller before the view authenticates; both ask here, and
+    the second is answered from the first's result.
+    """
+    checked = g.get("_api_key_check")
+    if checked is None or checked[0] != key:
+        try:
+            checked = (key, _look_up_api_key(key))
+        except AuthenticationError as exc:
+            checked = (key, exc)
+        g._api_key_check = checked
+    if isinstance(checked[1], AuthenticationError):
+        raise type(checked[1])(checked[1].detail)
+    return checked[1]
+
+
+def _look_up_api_key(key: str) -> Principal:
     from facets.extensions import state
 
     with state().db.read_connection() as conn:
