@@ -48,7 +48,8 @@ class Principal:
     """Who is calling: the user, and by which kind of credential."""
 
     user_id: uuid.UUID
-    via: str
+    via: str  # "key" or "user"
+    credential_id: str  # the API key's public prefix, or the JWT's subject
 
 
 def bearer_credential() -> str:
@@ -93,7 +94,7 @@ def _look_up_api_key(key: str) -> Principal:
         raise AuthenticationError("Invalid or revoked API key.")
     if row.expires_at is not None and row.expires_at <= utcnow():
         raise ExpiredTokenError("This API key has expired; create a new one.")
-    return Principal(row.user_id, "api_key")
+    return Principal(row.user_id, "key", key[:API_KEY_PREFIX_LEN])
 
 
 def authenticate_jwt(token: str) -> Principal:
@@ -105,7 +106,8 @@ def authenticate_jwt(token: str) -> Principal:
             algorithms=["HS256"],
             options={"require": ["exp", "sub"]},
         )
-        return Principal(uuid.UUID(str(claims["sub"])), "jwt")
+        user_id = uuid.UUID(str(claims["sub"]))
+        return Principal(user_id, "user", str(user_id))
     except jwt.ExpiredSignatureError:
         raise ExpiredSignatureError("The token has expired; sign in again.") from None
     except (jwt.InvalidTokenError, ValueError):

@@ -19,15 +19,13 @@ import functools
 import logging
 import time
 
-import jwt
 from flask_limiter import Limiter, RequestLimit
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
-from facets.auth import AuthenticationError, authenticate_api_key
+from facets.auth import AuthenticationError, authenticate
 from facets.config import EMBEDDED_REDIS_URL
 from facets.metrics import RATE_LIMITED, REDIS_ERRORS
-from models.services.accounts import API_KEY_PREFIX, API_KEY_PREFIX_LEN
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +74,14 @@ def caller_key() -> str:
 
 
 def _verified_caller() -> str | None:
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        return None
-    if credential.startswith(API_KEY_PREFIX):
-        try:
-            authenticate_api_key(credential)
-        except AuthenticationError:
-            return None
-        except Exception as error:  # the database is down: the view will answer for it
-            log.warning("rate limit: cannot check an API key (%s)", type(error).__name__)
-            return None
-        return f"key:{credential[:API_KEY_PREFIX_LEN]}"
     try:
-        claims = jwt.decode(
-            credential,
-            current_app.config["JWT_SECRET"],
-            algorithms=["HS256"],
-            options={"require": ["exp", "sub"]},
-        )
-    except jwt.InvalidTokenError:
+        principal = authenticate()
+    except AuthenticationError:
         return None
-    return f"user:{claims['sub']}"
+    except Exception as error:  # the database is down: the view will answer for it
+        log.warning("rate limit: cannot check a credential (%s)", type(error).__name__)
+        return None
+    return f"{principal.via}:{principal.credential_id}"
 
 
 def add_rate_limit_headers(limiter: Limiter, response: Response) -> Response:
