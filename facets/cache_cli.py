@@ -8,6 +8,7 @@ or read), and it repairs a hash labelled ahead of SQL, which a restored database
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def rebuild(slug: str | None) -> None:
     orgs = _orgs(st.db, slug)
     differed = 0
     try:
-        with click.progressbar(orgs, label="rebuilding", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(orgs, label="rebuilding", file=sys.stderr) as bar:
             for org_id, org_slug in bar:
                 recount = recount_org(st.db, org_id)
                 if recount is None:
