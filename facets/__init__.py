@@ -12,7 +12,6 @@ from flask import Flask
 from facets import (
     cache_cli,
     cli,
-    config as config_module,
     docs,
     extensions,
     health,
@@ -21,6 +20,9 @@ from facets import (
     observability,
     request_id,
     version_gate,
+)
+from facets import (
+    config as config_module,
 )
 from facets.json import OrjsonProvider
 

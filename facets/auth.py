@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from flask import current_app, g, request
 
@@ -82,14 +82,16 @@ def authenticate_api_key(key: str) -> Principal:
     return checked[1]
 
 
+_API_KEY_STATEMENT = select(
+    ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at
+).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def _look_up_api_key(key: str) -> Principal:
     from facets.extensions import state
 
     with state().db.read_connection() as conn:
-        row = conn.execute(
-            select(ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at)
-            .where(ApiKey.prefix == key[:API_KEY_PREFIX_LEN])
-        ).one_or_none()
+        row = conn.execute(_API_KEY_STATEMENT, {"prefix": key[:API_KEY_PREFIX_LEN]}).one_or_none()
     if row is None or not secret_matches(key, row.secret_sha256) or row.revoked_at is not None:
         raise AuthenticationError("Invalid or revoked API key.")
     if row.expires_at is not None and row.expires_at <= utcnow():

@@ -13,10 +13,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import click
 import redis
 from sqlalchemy import select
 
+import click
 from flask.cli import AppGroup
 
 from facets.cache import CachedCells, CounterCache, Totals, keyed_cells, rollup
@@ -76,7 +76,9 @@ def compare(
         for key in sorted(set(cached_map) | set(counted_map), key=str):
             if cached_map.get(key, 0) != counted_map.get(key, 0):
                 diffs.append(
-                    Difference(slug, f"{name} {key}", cached_map.get(key, 0), counted_map.get(key, 0))
+                    Difference(
+                        slug, f"{name} {key}", cached_map.get(key, 0), counted_map.get(key, 0)
+                    )
                 )
     return diffs
 
@@ -137,8 +139,7 @@ def rebuild(slug: str | None) -> None:
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}") from None
     click.echo(
-        f"rebuilt {len(orgs)} orgs, {differed} differed before, "
-        f"{time.monotonic() - started:.2f}s"
+        f"rebuilt {len(orgs)} orgs, {differed} differed before, {time.monotonic() - started:.2f}s"
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import click
-
 from flask import Flask, current_app
 from flask.cli import AppGroup
 

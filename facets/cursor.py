@@ -10,9 +10,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from itsdangerous import BadData, URLSafeSerializer
-
 from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
 
 from models import Invalid
 from models.queries import SandboxKey

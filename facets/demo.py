@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import time
 
-import click
 from sqlalchemy import select
 
+import click
 from flask.cli import with_appcontext
 
 from facets.extensions import state

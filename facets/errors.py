@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
@@ -84,7 +85,11 @@ def validation_items(messages: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[
             yield from validation_items(value, loc if key == "_schema" else (*loc, key))
     elif isinstance(messages, list | tuple) and all(isinstance(m, str) for m in messages):
         for msg in messages:
-            yield {"loc": list(loc), "msg": msg, "type": ITEM_TYPE_BY_MESSAGE.get(msg, "value_error")}
+            yield {
+                "loc": list(loc),
+                "msg": msg,
+                "type": ITEM_TYPE_BY_MESSAGE.get(msg, "value_error"),
+            }
     elif isinstance(messages, list | tuple):
         for value in messages:
             yield from validation_items(value, loc)
@@ -94,7 +99,9 @@ def validation_items(messages: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[
 
 
 def _describe(items: list[dict[str, Any]]) -> str:
-    parts = [f"{'.'.join(map(str, item['loc'][1:] or item['loc']))}: {item['msg']}" for item in items]
+    parts = [
+        f"{'.'.join(map(str, item['loc'][1:] or item['loc']))}: {item['msg']}" for item in items
+    ]
     return "Invalid request: " + "; ".join(parts)
 
 
@@ -121,9 +128,7 @@ def handle_http_exception(error: HTTPException):
 
 def handle_domain_error(error: DomainError):
     """Errors the service layer raises for callers."""
-    return envelope(
-        error.status, error.detail, error.type, headers=getattr(error, "headers", None)
-    )
+    return envelope(error.status, error.detail, error.type, headers=getattr(error, "headers", None))
 
 
 def handle_unexpected(error: Exception):

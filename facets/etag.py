@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
-from models import Access
-
 from facets.read import FacetFilter
+from models import Access
 
 CACHE_CONTROL = "private, no-cache"
 VERSION_HEADER = "X-Facets-Version"

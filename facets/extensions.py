@@ -24,7 +24,6 @@ from facets.metrics import HOOK_FAILURES
 from facets.schemas import APIErrorPayloadSchema
 from models import Database, HookRegistry, UnitOfWork
 
-
 REDIS_TIMEOUT_S = 0.5
 
 

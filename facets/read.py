@@ -60,7 +60,9 @@ def slice_cells(
     for (cell_state, project), count in cells.items():
         if count <= 0 or (visible is not None and project is not None and project not in visible):
             continue
-        if (flt.states and cell_state not in flt.states) or (wanted is not None and project != wanted):
+        if (flt.states and cell_state not in flt.states) or (
+            wanted is not None and project != wanted
+        ):
             continue
         by_state[cell_state] = by_state.get(cell_state, 0) + count
         if project is not None:
@@ -177,7 +179,9 @@ def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> tuple[Acce
         cache.absorb("lease", exc)
         return recount_counts(st, access, flt, install=False)
     if token is None:
-        raise Timeout("Another request is still counting this organization's sandboxes; retry shortly.")
+        raise Timeout(
+            "Another request is still counting this organization's sandboxes; retry shortly."
+        )
     return recount_under_lease(st, access, flt, token)
 
 
@@ -225,7 +229,12 @@ def facets_body(counts: FacetCounts, labels: Labels) -> dict[str, list[dict[str,
     )
     return {
         "projects": [
-            {"count": count, "project_id": pid, "project_key": label.key, "project_name": label.name}
+            {
+                "count": count,
+                "project_id": pid,
+                "project_key": label.key,
+                "project_name": label.name,
+            }
             for _, _, count, pid, label in ranked
         ],
         "states": [

@@ -35,9 +35,13 @@ MAX_PAGE_SIZE = 200
 
 class ValidationErrorItemSchema(ma.Schema):
     loc = ma.fields.List(
-        ma.fields.Raw(), required=True, metadata={"description": "Where the validation error occurred"}
+        ma.fields.Raw(),
+        required=True,
+        metadata={"description": "Where the validation error occurred"},
     )
-    msg = ma.fields.String(required=True, metadata={"description": "Human-readable validation message"})
+    msg = ma.fields.String(
+        required=True, metadata={"description": "Human-readable validation message"}
+    )
     type = ma.fields.String(
         required=True, metadata={"description": "Machine-readable validation error type"}
     )
@@ -51,7 +55,9 @@ class APIErrorPayloadSchema(ma.Schema):
         validate=validate.OneOf(ERROR_CODES),
         metadata={"description": "HTTP status code"},
     )
-    detail = ma.fields.String(required=True, metadata={"description": "Human-readable error message"})
+    detail = ma.fields.String(
+        required=True, metadata={"description": "Human-readable error message"}
+    )
     errors = ma.fields.List(ma.fields.Nested(ValidationErrorItemSchema), allow_none=True)
     type = ma.fields.String(
         required=True,

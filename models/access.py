@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.errors import Forbidden, NotFound
@@ -37,6 +37,26 @@ class Access:
         return self.role.sees_everything
 
 
+# Built once: constructing this statement costs more than running it (SQLAlchemy then reuses
+# its compiled form), and it runs on every API request.
+_USER_ID = bindparam("user_id")
+_OWN_PROJECTS = (
+    select(ProjectMember.project_id, Project.org_id)
+    .join(Project, Project.id == ProjectMember.project_id)
+    .where(ProjectMember.user_id == _USER_ID)
+    .subquery()
+)
+ACCESS_STATEMENT = (
+    select(Org.id, Org.facet_version, Membership.role, _OWN_PROJECTS.c.project_id)
+    .outerjoin(Membership, and_(Membership.org_id == Org.id, Membership.user_id == _USER_ID))
+    .outerjoin(
+        _OWN_PROJECTS,
+        and_(_OWN_PROJECTS.c.org_id == Org.id, Membership.role == Role.MEMBER.value),
+    )
+    .where(Org.slug == bindparam("org_slug"))
+)
+
+
 def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -> Access:
     """Resolve the org, its facet version, the caller's role and visible projects.
 
@@ -45,22 +65,7 @@ def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -
     :raise NotFound: no org has this slug.
     :raise Forbidden: the caller is not a member of the org.
     """
-    membership = and_(Membership.org_id == Org.id, Membership.user_id == user_id)
-    own_projects = (
-        select(ProjectMember.project_id, Project.org_id)
-        .join(Project, Project.id == ProjectMember.project_id)
-        .where(ProjectMember.user_id == user_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(Org.id, Org.facet_version, Membership.role, own_projects.c.project_id)
-        .outerjoin(Membership, membership)
-        .outerjoin(
-            own_projects,
-            and_(own_projects.c.org_id == Org.id, Membership.role == Role.MEMBER.value),
-        )
-        .where(Org.slug == org_slug)
-    ).all()
+    rows = conn.execute(ACCESS_STATEMENT, {"user_id": user_id, "org_slug": org_slug}).all()
     if not rows:
         raise NotFound(f"Organization '{org_slug}' not found.")
     org_id, version, role, _ = rows[0]

@@ -52,7 +52,9 @@ def recount_org(
     :raise Forbidden: ``caller`` is no longer a member of the org.
     """
     with db.snapshot_engine.connect() as conn, conn.begin(), _time_limit(db, conn, timeout_ms):
-        org = conn.execute(select(Org.slug, Org.facet_version).where(Org.id == org_id)).one_or_none()
+        org = conn.execute(
+            select(Org.slug, Org.facet_version).where(Org.id == org_id)
+        ).one_or_none()
         if org is None:
             return None
         rows = conn.execute(

@@ -39,10 +39,14 @@ class Database:
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
+        # Its own pool, autocommit from connect: switching a pooled connection's isolation
+        # level per checkout would double the cost of the hot path's one-statement reads.
         self.autocommit_engine: Engine = (
             self.engine
             if self.is_sqlite
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            else create_engine(
+                url, echo=echo, pool_size=10, pool_recycle=1800, isolation_level="AUTOCOMMIT"
+            )
         )
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
 
@@ -68,6 +72,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.autocommit_engine.dispose()
 
 
 def _use_explicit_sqlite_transactions(engine: Engine) -> None:

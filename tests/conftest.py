@@ -22,8 +22,7 @@ from sqlalchemy import create_engine, text
 
 from facets import create_app
 from facets.extensions import state
-from models import Access, Base, Database, Role
-from models import migrate
+from models import Access, Base, Database, Role, migrate
 from models.services import accounts, projects, sandboxes
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")

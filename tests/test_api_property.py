@@ -12,7 +12,8 @@ import itertools
 import uuid
 from collections import Counter
 
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from facets.extensions import state

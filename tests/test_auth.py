@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import jwt
 import pytest
+from conftest import JWT_SECRET, make_jwt
 from sqlalchemy import select
 
-from conftest import JWT_SECRET, make_jwt
 from facets.extensions import state
 from models import ApiKey
 from models.services import accounts

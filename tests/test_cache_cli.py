@@ -10,12 +10,11 @@ import uuid
 
 import pytest
 from sqlalchemy import select
+from test_warm_path import served
 
 from facets.cache import CounterCache
 from facets.extensions import state
 from models import Org
-
-from test_warm_path import served
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ cannot stand in for.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import random
 import time
 import traceback
@@ -20,6 +19,8 @@ import uuid
 from collections import Counter
 
 import pytest
+from conftest import TEST_DATABASE_URL, World
+from redis_server import RedisServer
 
 from facets import create_app
 from facets.extensions import state
@@ -27,9 +28,6 @@ from facets.read import FacetFilter, read_facets
 from models import load_access
 from models.events import net_deltas
 from models.recount import recount_org
-
-from conftest import TEST_DATABASE_URL, World
-from redis_server import RedisServer
 
 pytestmark = [
     pytest.mark.leg("real"),

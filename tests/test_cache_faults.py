@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from redis_server import RedisServer
 from sqlalchemy import select
 
 from facets import create_app
@@ -22,8 +23,6 @@ from facets.extensions import state
 from facets.metrics import FACETS_SERVED, REDIS_ERRORS
 from models import Org
 from models.events import net_deltas
-
-from redis_server import RedisServer
 
 SLUG = "acme"
 PATHS = ("warm", "cold", "empty", "not_modified")

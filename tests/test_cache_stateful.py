@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-from hypothesis import HealthCheck, settings, strategies as st
+from conftest import World, redis_down
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -20,10 +22,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import World, redis_down
 from facets.extensions import state
 from models.recount import recount_org
-from models.services import projects as project_service, sandboxes as sandbox_service
+from models.services import projects as project_service
+from models.services import sandboxes as sandbox_service
 from models.services.common import lock_access
 
 STATES = ("running", "paused", "killed")
@@ -44,14 +46,27 @@ def expected_facets(sandboxes, projects, visible, states=(), project_id=None):
     by_project = Counter(p for _, p in rows if p is not None)
     project_entries = sorted(
         (
-            {"count": n, "project_id": str(p), "project_key": projects[p][0], "project_name": projects[p][1]}
+            {
+                "count": n,
+                "project_id": str(p),
+                "project_key": projects[p][0],
+                "project_name": projects[p][1],
+            }
             for p, n in by_project.items()
         ),
-        key=lambda e: (-e["count"], e["project_name"].casefold(), e["project_key"], e["project_id"]),
+        key=lambda e: (
+            -e["count"],
+            e["project_name"].casefold(),
+            e["project_key"],
+            e["project_id"],
+        ),
     )
     return {
         "projects": project_entries,
-        "states": [{"count": n, "value": s} for s, n in sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "states": [
+            {"count": n, "value": s}
+            for s, n in sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
     }
 
 
@@ -143,7 +158,9 @@ class FacetsMachine(RuleBasedStateMachine):
         sandbox_id = self._pick(self.sandboxes, index)
         self._mutate(
             delivery,
-            lambda uow, access: sandbox_service.delete_sandbox(uow, access=access, sandbox_id=sandbox_id),
+            lambda uow, access: sandbox_service.delete_sandbox(
+                uow, access=access, sandbox_id=sandbox_id
+            ),
         )
         del self.sandboxes[sandbox_id]
 
@@ -154,7 +171,9 @@ class FacetsMachine(RuleBasedStateMachine):
         key = f"k{self.keys}"
         project = self._mutate(
             delivery,
-            lambda uow, access: project_service.create_project(uow, access=access, key=key, name=name),
+            lambda uow, access: project_service.create_project(
+                uow, access=access, key=key, name=name
+            ),
         )
         self.projects[project.id] = (key, name)
 
@@ -176,7 +195,9 @@ class FacetsMachine(RuleBasedStateMachine):
         project_id = self._pick(self.projects, index)
         self._mutate(
             delivery,
-            lambda uow, access: project_service.delete_project(uow, access=access, project_id=project_id),
+            lambda uow, access: project_service.delete_project(
+                uow, access=access, project_id=project_id
+            ),
         )
         del self.projects[project_id]
         self.member_projects.discard(project_id)
@@ -241,13 +262,19 @@ class FacetsMachine(RuleBasedStateMachine):
             (self.owner, None, {"project_id": str(some_project)}),
             (self.member, self.member_projects, {}),
             (self.member, self.member_projects, {"state": "paused"}),
-            (self.member, self.member_projects, {"project_id": str(some_project), "state": "running"}),
+            (
+                self.member,
+                self.member_projects,
+                {"project_id": str(some_project), "state": "running"},
+            ),
         ]
         with self.app.app_context():
             org_version = recount_org(state().db, self.org_id).version
         for caller, visible, query in views:
             response = self.client.get(
-                f"/api/v1/org/{self.slug}/sandboxes/facets", headers=caller.headers, query_string=query
+                f"/api/v1/org/{self.slug}/sandboxes/facets",
+                headers=caller.headers,
+                query_string=query,
             )
             assert response.status_code == 200, response.json
             assert response.headers["X-Facets-Version"] == str(org_version)

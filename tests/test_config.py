@@ -5,7 +5,9 @@ import pytest
 from facets import create_app
 
 
-@pytest.mark.parametrize("given, expected", [("info", "INFO"), ("Warning", "WARNING"), ("DEBUG", "DEBUG")])
+@pytest.mark.parametrize(
+    "given, expected", [("info", "INFO"), ("Warning", "WARNING"), ("DEBUG", "DEBUG")]
+)
 def test_log_level_is_case_insensitive(app_config, given, expected):
     assert create_app({**app_config, "LOG_LEVEL": given}).config["LOG_LEVEL"] == expected
 

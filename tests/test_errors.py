@@ -6,11 +6,11 @@ import re
 import uuid
 
 import pytest
+from conftest import JWT_SECRET, make_jwt
 
 import marshmallow as ma
 from flask_smorest import Blueprint
 
-from conftest import JWT_SECRET, make_jwt
 from facets import create_app
 from facets.extensions import state
 

@@ -7,12 +7,6 @@ the recount fail (or Redis unreachable) and still expect it.
 from __future__ import annotations
 
 import pytest
-
-from facets import read as read_module
-from facets.extensions import state
-from models.services import projects as project_service, sandboxes as sandbox_service
-from models.services.common import lock_access
-
 from conftest import redis_down
 from test_warm_path import (  # noqa: F401 (acme is a fixture)
     MUTATIONS,
@@ -23,6 +17,12 @@ from test_warm_path import (  # noqa: F401 (acme is a fixture)
     served,
     statements,
 )
+
+from facets import read as read_module
+from facets.extensions import state
+from models.services import projects as project_service
+from models.services import sandboxes as sandbox_service
+from models.services.common import lock_access
 
 URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
 

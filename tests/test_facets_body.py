@@ -2,7 +2,8 @@
 
 import uuid
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facets import create_app
 from facets.labels import Label
@@ -42,7 +43,12 @@ def test_direct_body_equals_the_schema_dump_byte_for_byte(case):
 
 def test_order_breaks_count_ties_by_name_casefolded_then_key_then_id():
     ids = sorted(str(uuid.uuid4()) for _ in range(4))
-    rows = [("b", "beta", ids[0]), ("a", "Beta", ids[1]), ("z", "alpha", ids[2]), ("a", "Beta", ids[3])]
+    rows = [
+        ("b", "beta", ids[0]),
+        ("a", "Beta", ids[1]),
+        ("z", "alpha", ids[2]),
+        ("a", "Beta", ids[3]),
+    ]
     labels = {pid: Label(key, name, (name.casefold(), key, pid)) for key, name, pid in rows}
     counts = FacetCounts({"running": 2, "paused": 2, "killed": 3}, dict.fromkeys(ids, 1), "warm", 1)
     body = facets_body(counts, labels)

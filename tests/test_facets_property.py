@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 STATES = ("running", "paused", "killed")
 KEYS = ("a", "B", "b", "web", "Z")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from conftest import redis_down
+
 from facets import create_app
 from facets.extensions import state
 

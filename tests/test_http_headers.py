@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import World
+
 from facets import create_app
 from facets.extensions import state
 

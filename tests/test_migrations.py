@@ -15,11 +15,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from conftest import TEST_DATABASE_URL
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from conftest import TEST_DATABASE_URL
 from facets.config import normalize_database_url
 from models import Base, migrate
 

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import World, make_jwt
+
 from facets import create_app
 from facets.extensions import state
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import make_jwt
 
 FACETS_PATH = "/api/v1/org/{org}/sandboxes/facets"

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+
 from itsdangerous import URLSafeSerializer
 
 from facets.cursor import CURSOR_SALT

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from conftest import World, make_jwt
+
 from facets import create_app
 from facets.extensions import state
 from facets.metrics import RATE_LIMITED, REDIS_ERRORS

@@ -27,7 +27,9 @@ def facets(client, caller, slug):
 
 @pytest.mark.parametrize("warm_before", [True, False], ids=["warm", "cold"])
 @pytest.mark.parametrize("deliver", ["before_install", "after_install"])
-def test_rebuild_racing_mutations_converges_to_sql(app, client, runner, world, warm_before, deliver):
+def test_rebuild_racing_mutations_converges_to_sql(
+    app, client, runner, world, warm_before, deliver
+):
     world.org("race")
     owner = world.caller("race", "owner")
     web = world.project("race", "web")
@@ -40,7 +42,10 @@ def test_rebuild_racing_mutations_converges_to_sql(app, client, runner, world, w
         cache = state().cache
         hooks = state().hooks
     held = []
-    recounted, mutated = threading.Barrier(2, timeout=TIMEOUT_S), threading.Barrier(2, timeout=TIMEOUT_S)
+    recounted, mutated = (
+        threading.Barrier(2, timeout=TIMEOUT_S),
+        threading.Barrier(2, timeout=TIMEOUT_S),
+    )
     real_install = cache.install
 
     def install_after_mutations(org_id, recount, **kwargs):
@@ -60,7 +65,9 @@ def test_rebuild_racing_mutations_converges_to_sql(app, client, runner, world, w
         with app.app_context():
             with state().unit_of_work() as uow:
                 access = lock_access(uow, org_slug="race", user_id=owner.user_id)
-                sandbox_service.update_sandbox(uow, access=access, sandbox_id=running[0], state="paused")
+                sandbox_service.update_sandbox(
+                    uow, access=access, sandbox_id=running[0], state="paused"
+                )
             with state().unit_of_work() as uow:
                 access = lock_access(uow, org_slug="race", user_id=owner.user_id)
                 sandbox_service.delete_sandbox(uow, access=access, sandbox_id=running[1])

@@ -6,10 +6,10 @@ import threading
 import uuid
 
 import pytest
+from conftest import World
 from sqlalchemy import create_engine, insert, select, text
 
 import facets.read as read_module
-from conftest import World
 from facets import create_app
 from facets.extensions import state
 from models import Org, Sandbox

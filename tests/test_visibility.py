@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from conftest import make_jwt
 
 EMPTY = {"projects": [], "states": []}

@@ -6,11 +6,10 @@ from http import HTTPStatus
 
 from flask_smorest import Blueprint
 
-from facets.schemas import APIErrorPayloadSchema
-from models import Access, load_access
-
 from facets.auth import current_principal
 from facets.extensions import state
+from facets.schemas import APIErrorPayloadSchema
+from models import Access, load_access
 
 blp = Blueprint(
     "sandboxes",
@@ -59,6 +58,10 @@ def documents_errors(*statuses: int):
 
 
 def caller_access(org: str) -> Access:
-    """The authenticated caller's access to ``org``: 404 if it does not exist, 403 if not a member."""
+    """The authenticated caller's access to ``org``.
+
+    :raise NotFound: no such org (404).
+    :raise Forbidden: the caller is not a member (403).
+    """
     with state().db.read_connection() as conn:
         return load_access(conn, org, current_principal().user_id)
