@@ -27,6 +27,7 @@ from facets.config import normalize_database_url
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
+DUMP_FILE = "dump.rdb"
 
 
 def free_port() -> int:
@@ -69,8 +70,13 @@ class ScratchDatabase:
 
 
 class PrivateRedis:
-    """A ``redis-server`` on a fixed free loopback port, with no persistence: every start is
-    empty, like a Redis that lost its memory."""
+    """A private ``redis-server`` on a free loopback port that a test can stop, restart and flush.
+
+    It never touches the shared Redis: each instance owns its port and its data directory. With
+    ``--save ''`` nothing is written unless ``snapshot()`` is asked for, which the next
+    ``start(keep_snapshot=True)`` then loads, like a Redis back from an old RDB file; any other
+    start is empty, like a Redis that lost its memory.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.executable = shutil.which("redis-server")
@@ -85,44 +91,72 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def client(self) -> redis.Redis:
+        """A fresh client of this server (close it when done)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+
+    def start(self, *, keep_snapshot: bool = False) -> None:
+        """Start the server; it loads the last ``snapshot()`` only with ``keep_snapshot``."""
         assert self.process is None, "already running"
+        if not keep_snapshot:
+            (self.data_dir / DUMP_FILE).unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [
-                self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.data_dir),
+                self.executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--dir", str(self.data_dir),
+                "--dbfilename", DUMP_FILE,
                 "--loglevel", "warning",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                self.process = None
+                raise RuntimeError(f"redis-server on port {self.port} exited at start")
+            client = self.client()
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            except redis.BusyLoadingError:
+                pass
+            finally:
+                client.close()
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not answer in time")
+            time.sleep(0.02)
+
+    def snapshot(self) -> None:
+        """Write the data set to disk now (``SAVE``), for a later ``start(keep_snapshot=True)``."""
+        client = self.client()
         try:
-            while True:
-                if self.process.poll() is not None:
-                    self.process = None
-                    raise RuntimeError(f"redis-server on port {self.port} exited at start")
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server on port {self.port} did not answer")
-                time.sleep(0.02)
+            client.save()
         finally:
             client.close()
 
     def stop(self) -> None:
-        """SIGKILL: no save, no goodbye; clients see their connections drop."""
+        """Kill the server (no save); connections to it fail from now on."""
         if self.process is None:
             return
-        _kill_group(self.process)
-        self.process.wait(STOP_TIMEOUT_S)
+        self.process.kill()
+        self.process.wait(START_TIMEOUT_S)
         self.process = None
+
+    def flushall(self) -> None:
+        client = self.client()
+        try:
+            client.flushall()
+        finally:
+            client.close()
 
 
 class Gunicorn:

@@ -20,7 +20,6 @@ from collections import Counter
 
 import pytest
 from conftest import TEST_DATABASE_URL, World
-from redis_server import RedisServer
 
 from facets import create_app
 from facets.extensions import state
@@ -28,6 +27,7 @@ from facets.read import FacetFilter, read_facets
 from models import load_access
 from models.events import net_deltas
 from models.recount import recount_org
+from soak.servers import PrivateRedis
 
 pytestmark = [
     pytest.mark.leg("real"),
@@ -187,7 +187,7 @@ def shared_config(app_config, tmp_path):
     config = {**app_config, "RATE_LIMITS_ENABLED": False}
     server = None
     if config["REDIS_URL"].startswith("fakeredis"):
-        server = RedisServer(tmp_path / "redis")
+        server = PrivateRedis(tmp_path / "redis")
         server.start()
         config["REDIS_URL"] = server.url
     yield config

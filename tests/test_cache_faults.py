@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from redis_server import RedisServer
 from sqlalchemy import select
 
 from facets import create_app
@@ -23,6 +22,7 @@ from facets.extensions import state
 from facets.metrics import FACETS_SERVED, REDIS_ERRORS
 from models import Org
 from models.events import net_deltas
+from soak.servers import PrivateRedis
 
 SLUG = "acme"
 PATHS = ("warm", "cold", "empty", "not_modified")
@@ -48,7 +48,7 @@ def redis_errors(op: str) -> float:
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = RedisServer(tmp_path / "redis")
+    server = PrivateRedis(tmp_path / "redis")
     server.start()
     yield server
     server.stop()
