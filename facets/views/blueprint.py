@@ -10,6 +10,7 @@ from facets.auth import current_principal
 from facets.extensions import state
 from facets.schemas import APIErrorPayloadSchema
 from models import Access, load_access
+from models.services.common import lock_access
 
 blp = Blueprint(
     "sandboxes",
@@ -65,3 +66,14 @@ def caller_access(org: str) -> Access:
     """
     with state().db.read_connection() as conn:
         return load_access(conn, org, current_principal().user_id)
+
+
+def as_caller(org: str, service, **kwargs):
+    """Run one service function for the authenticated caller in its own unit of work.
+
+    The caller's access is resolved under the org lock (``lock_access``), so it cannot change
+    between the check and the write it allows.
+    """
+    with state().unit_of_work() as uow:
+        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
+        return service(uow, access=access, **kwargs)

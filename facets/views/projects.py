@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from facets.auth import current_principal, login_required
+from facets.auth import login_required
 from facets.extensions import state
 from facets.schemas import (
     ProjectCreateSchema,
@@ -16,13 +16,13 @@ from facets.schemas import (
 from facets.views.blueprint import (
     BEARER_SECURITY,
     ORG_PARAMETER,
+    as_caller,
     blp,
     caller_access,
     documents_errors,
 )
 from models import queries
 from models.services import projects
-from models.services.common import lock_access
 
 
 @blp.route("/projects", methods=["GET"], parameters=[ORG_PARAMETER])
@@ -51,10 +51,7 @@ def create_project(body: dict, org: str):
 
     Owners and admins only. The key is unique in the org (409 `already_exists_error`).
     """
-    with state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        project = projects.create_project(uow, access=access, **body)
-    return project
+    return as_caller(org, projects.create_project, **body)
 
 
 @blp.route("/projects/<uuid:project_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])
@@ -68,10 +65,7 @@ def update_project(body: dict, org: str, project_id: uuid.UUID):
 
     Change its key and/or name. Owners and admins only.
     """
-    with state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        project = projects.update_project(uow, access=access, project_id=project_id, **body)
-    return project
+    return as_caller(org, projects.update_project, project_id=project_id, **body)
 
 
 @blp.route("/projects/<uuid:project_id>", methods=["DELETE"], parameters=[ORG_PARAMETER])
@@ -84,9 +78,7 @@ def delete_project(org: str, project_id: uuid.UUID):
 
     Owners and admins only. Its sandboxes go on existing with no project.
     """
-    with state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        projects.delete_project(uow, access=access, project_id=project_id)
+    as_caller(org, projects.delete_project, project_id=project_id)
 
 
 @blp.route("/projects/<uuid:project_id>/members", methods=["POST"], parameters=[ORG_PARAMETER])
@@ -101,9 +93,7 @@ def add_project_member(body: dict, org: str, project_id: uuid.UUID):
     Owners and admins only. The email must belong to a member of the org; adding someone who
     already is a project member changes nothing.
     """
-    with state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        projects.add_project_member(uow, access=access, project_id=project_id, **body)
+    as_caller(org, projects.add_project_member, project_id=project_id, **body)
 
 
 @blp.route(
@@ -120,6 +110,4 @@ def remove_project_member(org: str, project_id: uuid.UUID, user_id: uuid.UUID):
 
     Owners and admins only; removing a user who is not a member is 404.
     """
-    with state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        projects.remove_project_member(uow, access=access, project_id=project_id, user_id=user_id)
+    as_caller(org, projects.remove_project_member, project_id=project_id, user_id=user_id)

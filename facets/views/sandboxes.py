@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from facets.auth import current_principal, login_required
+from facets.auth import login_required
 from facets.cursor import decode_cursor, encode_cursor
 from facets.extensions import state as app_state
 from facets.schemas import (
@@ -17,13 +17,13 @@ from facets.schemas import (
 from facets.views.blueprint import (
     BEARER_SECURITY,
     ORG_PARAMETER,
+    as_caller,
     blp,
     caller_access,
     documents_errors,
 )
 from models import queries
 from models.services import sandboxes
-from models.services.common import lock_access
 
 
 @blp.route("/sandboxes", methods=["GET"], parameters=[ORG_PARAMETER])
@@ -66,10 +66,7 @@ def create_sandbox(body: dict, org: str):
     Running unless `state` says paused. A member may create sandboxes only in a project they
     belong to, or in no project.
     """
-    with app_state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        sandbox = sandboxes.create_sandbox(uow, access=access, **body)
-    return sandbox
+    return as_caller(org, sandboxes.create_sandbox, **body)
 
 
 @blp.route("/sandboxes/<uuid:sandbox_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])
@@ -85,10 +82,7 @@ def update_sandbox(body: dict, org: str, sandbox_id: uuid.UUID):
     as creating in it. Killed is terminal: any change to a killed sandbox is a conflict; a body
     that changes nothing succeeds and changes nothing.
     """
-    with app_state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        sandbox = sandboxes.update_sandbox(uow, access=access, sandbox_id=sandbox_id, **body)
-    return sandbox
+    return as_caller(org, sandboxes.update_sandbox, sandbox_id=sandbox_id, **body)
 
 
 @blp.route("/sandboxes/<uuid:sandbox_id>", methods=["DELETE"], parameters=[ORG_PARAMETER])
@@ -101,6 +95,4 @@ def delete_sandbox(org: str, sandbox_id: uuid.UUID):
 
     The sandbox is gone for good; deleting one that does not exist (any more) is 404.
     """
-    with app_state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        sandboxes.delete_sandbox(uow, access=access, sandbox_id=sandbox_id)
+    as_caller(org, sandboxes.delete_sandbox, sandbox_id=sandbox_id)
