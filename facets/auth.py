@@ -64,30 +64,13 @@ def bearer_credential() -> str:
     return credential.strip()
 
 
-def authenticate_api_key(key: str) -> Principal:
-    """The owner of a live API key, looked up at most once per request.
-
-    The rate limiter identifies the caller before the view authenticates; both ask here, and
-    the second is answered from the first's result.
-    """
-    checked = g.get("_api_key_check")
-    if checked is None or checked[0] != key:
-        try:
-            checked = (key, _look_up_api_key(key))
-        except AuthenticationError as exc:
-            checked = (key, exc)
-        g._api_key_check = checked
-    if isinstance(checked[1], AuthenticationError):
-        raise type(checked[1])(checked[1].detail)
-    return checked[1]
-
-
 _API_KEY_STATEMENT = select(
     ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at
 ).where(ApiKey.prefix == bindparam("prefix"))
 
 
-def _look_up_api_key(key: str) -> Principal:
+def authenticate_api_key(key: str) -> Principal:
+    """The owner of a live API key."""
     from facets.extensions import state
 
     with state().db.read_connection() as conn:
@@ -117,11 +100,25 @@ def authenticate_jwt(token: str) -> Principal:
 
 
 def authenticate() -> Principal:
-    """Authenticate the current request from its bearer credential."""
-    credential = bearer_credential()
-    if credential.startswith(API_KEY_PREFIX):
-        return authenticate_api_key(credential)
-    return authenticate_jwt(credential)
+    """Authenticate the current request from its bearer credential, once per request.
+
+    The rate limiter identifies the caller before the view authenticates; the second call is
+    answered with the first one's outcome (the principal, or the same authentication error).
+    """
+    outcome = g.get("_auth_outcome")
+    if outcome is None:
+        try:
+            credential = bearer_credential()
+            if credential.startswith(API_KEY_PREFIX):
+                outcome = authenticate_api_key(credential)
+            else:
+                outcome = authenticate_jwt(credential)
+        except AuthenticationError as exc:
+            outcome = exc
+        g._auth_outcome = outcome
+    if isinstance(outcome, AuthenticationError):
+        raise type(outcome)(outcome.detail)
+    return outcome
 
 
 def login_required(view):
