@@ -133,6 +133,12 @@ def app(app_config):
 
 
 @pytest.fixture
+def make_app(app_config):
+    """``make_app(**overrides)``: another app of this leg with some settings changed."""
+    return lambda **overrides: create_app({**app_config, **overrides})
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,9 +19,6 @@ from pathlib import Path
 import pytest
 from conftest import World, make_jwt
 
-from facets import create_app
-from facets.extensions import state
-
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 ROOT = Path(__file__).resolve().parent.parent
 METRIC_NAMES = [
@@ -36,18 +34,9 @@ METRIC_NAMES = [
 
 
 @pytest.fixture
-def make_app(app_config):
-    apps = []
-
-    def make(**overrides):
-        app = create_app({**app_config, "RATE_LIMITS_ENABLED": True, **overrides})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        with app.app_context():
-            state().db.dispose()
+def make_app(make_app):
+    """The conftest ``make_app``, with rate limits on (test apps have them off by default)."""
+    return functools.partial(make_app, RATE_LIMITS_ENABLED=True)
 
 
 def request_lines(text: str) -> list[dict]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import pytest
 from conftest import World, make_jwt
 
-from facets import create_app
 from facets.extensions import state
 from facets.metrics import RATE_LIMITED, REDIS_ERRORS
 
@@ -16,19 +16,9 @@ SANDBOXES = "/api/v1/org/acme/sandboxes"
 
 
 @pytest.fixture
-def make_app(app_config):
-    """``make_app(**overrides)``: the app of this leg with some settings changed."""
-    apps = []
-
-    def make(**overrides):
-        app = create_app({**app_config, "RATE_LIMITS_ENABLED": True, **overrides})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        with app.app_context():
-            state().db.dispose()
+def make_app(make_app):
+    """The conftest ``make_app``, with rate limits on (test apps have them off by default)."""
+    return functools.partial(make_app, RATE_LIMITS_ENABLED=True)
 
 
 def acme(app) -> tuple[World, dict]:
