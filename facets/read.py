@@ -46,7 +46,6 @@ class FacetCounts:
     by_state: dict[str, int]
     by_project: dict[str, int]
     path: str  # "warm", "cold" or "empty"
-    version: int  # the org facet version the counts are exactly those of
 
 
 def slice_cells(
@@ -97,17 +96,13 @@ def cached_counts(
             return None, None
         if totals.version != access.version:
             return totals.version, None
-        return totals.version, FacetCounts(
-            totals.by_state, totals.by_project, "warm", totals.version
-        )
+        return totals.version, FacetCounts(totals.by_state, totals.by_project, "warm")
     cached = cache.read_cells(access.org_id, _needed_fields(access, flt))
     if cached is None:
         return None, None
     if cached.version != access.version:
         return cached.version, None
-    return cached.version, FacetCounts(
-        *slice_cells(cached.cells, access, flt), "warm", cached.version
-    )
+    return cached.version, FacetCounts(*slice_cells(cached.cells, access, flt), "warm")
 
 
 def recount_counts(
@@ -131,7 +126,7 @@ def recount_counts(
             access.org_id, recount, sql_version=lambda: current_version(st, access.org_id)
         )
     counts = slice_cells(keyed_cells(recount.cells), recount.access, flt)
-    return recount.access, FacetCounts(*counts, "cold", recount.version)
+    return recount.access, FacetCounts(*counts, "cold")
 
 
 def current_version(st: FacetsState, org_id: uuid.UUID) -> int:
@@ -194,7 +189,7 @@ def read_counts(
     again once (``refresh``) so that a busy org keeps being served warm.
     """
     if flt.project_id is not None and not access.sees_project(flt.project_id):
-        return access, FacetCounts({}, {}, "empty", access.version)
+        return access, FacetCounts({}, {}, "empty")
     st = state()
     try:
         label, counts = cached_counts(st.cache, access, flt)
@@ -250,9 +245,8 @@ class FacetsRead:
     """A facets body, the access it was computed for, and the path that served it."""
 
     body: dict[str, list[dict[str, Any]]]
-    access: Access
+    access: Access  # of the very version the counts are of
     path: str
-    version: int
 
 
 def read_facets(
@@ -261,4 +255,4 @@ def read_facets(
     """The facets of the caller's current view of the org."""
     access, counts = read_counts(access, flt, refresh)
     labels = state().labels.get(access.org_id, access.version, counts.by_project)
-    return FacetsRead(facets_body(counts, labels), access, counts.path, counts.version)
+    return FacetsRead(facets_body(counts, labels), access, counts.path)

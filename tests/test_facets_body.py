@@ -24,7 +24,7 @@ def counts_and_labels(draw):
         labels[pid] = Label(key, name, (name.casefold(), key, pid))
     by_project = {pid: draw(st.integers(1, 5)) for pid in project_ids}
     by_state = draw(st.dictionaries(STATES, st.integers(1, 9)))
-    return FacetCounts(by_state, by_project, "warm", 1), labels
+    return FacetCounts(by_state, by_project, "warm"), labels
 
 
 APP = create_app({"DATABASE_URL": "sqlite://", "JWT_SECRET": "x" * 32, "LOG_LEVEL": "WARNING"})
@@ -50,7 +50,7 @@ def test_order_breaks_count_ties_by_name_casefolded_then_key_then_id():
         ("a", "Beta", ids[3]),
     ]
     labels = {pid: Label(key, name, (name.casefold(), key, pid)) for key, name, pid in rows}
-    counts = FacetCounts({"running": 2, "paused": 2, "killed": 3}, dict.fromkeys(ids, 1), "warm", 1)
+    counts = FacetCounts({"running": 2, "paused": 2, "killed": 3}, dict.fromkeys(ids, 1), "warm")
     body = facets_body(counts, labels)
     assert [p["project_id"] for p in body["projects"]] == [ids[2], ids[1], ids[3], ids[0]]
     assert [s["value"] for s in body["states"]] == ["killed", "paused", "running"]

@@ -61,5 +61,5 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
     response = current_app.json.response(result.body)  # the schema's dump, built directly
     response.headers["ETag"] = quote_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
-    response.headers[VERSION_HEADER] = str(result.version)
+    response.headers[VERSION_HEADER] = str(result.access.version)
     return response
