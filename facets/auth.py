@@ -99,13 +99,18 @@ def authenticate_jwt(token: str) -> Principal:
         raise TokenError("The token is malformed, badly signed or missing claims.") from None
 
 
+AUTH_OUTCOME_KEY = "facets.auth_outcome"
+
+
 def authenticate() -> Principal:
     """Authenticate the current request from its bearer credential, once per request.
 
     The rate limiter identifies the caller before the view authenticates; the second call is
     answered with the first one's outcome (the principal, or the same authentication error).
+    The outcome is kept in the request's WSGI environ, not in ``g``: an app context (and its
+    ``g``) can outlive one request, and an outcome must never answer another request.
     """
-    outcome = g.get("_auth_outcome")
+    outcome = request.environ.get(AUTH_OUTCOME_KEY)
     if outcome is None:
         try:
             credential = bearer_credential()
@@ -115,7 +120,7 @@ def authenticate() -> Principal:
                 outcome = authenticate_jwt(credential)
         except AuthenticationError as exc:
             outcome = exc
-        g._auth_outcome = outcome
+        request.environ[AUTH_OUTCOME_KEY] = outcome
     if isinstance(outcome, AuthenticationError):
         raise type(outcome)(outcome.detail)
     return outcome

@@ -21,7 +21,7 @@ import time
 
 from flask_limiter import Limiter, RequestLimit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 
 from facets.auth import AuthenticationError, authenticate
 from facets.config import EMBEDDED_REDIS_URL
@@ -64,13 +64,10 @@ def storage_uri(redis_url: str) -> str:
 def caller_key() -> str:
     """The rate-limit identity of the request: ``key:<prefix>``, ``user:<sub>`` or ``ip:<addr>``.
 
-    Computed once per request. An API key is looked up the way authentication does; a JWT is
-    checked against ``JWT_SECRET``. A credential that fails either is no identity.
+    It comes from ``facets.auth.authenticate`` (which runs once per request, however often it
+    is asked); a credential that does not authenticate is no identity.
     """
-    key = g.get("rate_limit_caller")
-    if key is None:
-        key = g.rate_limit_caller = _verified_caller() or f"ip:{request.remote_addr or '-'}"
-    return key
+    return _verified_caller() or f"ip:{request.remote_addr or '-'}"
 
 
 def _verified_caller() -> str | None:

@@ -225,3 +225,16 @@ def test_non_bearer_scheme_with_a_valid_key_is_refused(client, member):
 def test_authentication_comes_before_validation_and_org_lookup(client, member):
     for path in (f"{FACETS}?state=Bogus&project_id=nope", "/api/v1/org/nope/sandboxes/facets"):
         assert_401(client.get(path), "authentication_error")
+
+
+def test_each_request_is_authenticated_on_its_own_within_one_app_context(app, client, world):
+    """An app context (and its ``g``) can span requests; no authentication outcome may."""
+    world.org("solo")
+    owner = world.caller("solo", "owner")
+    outsider = world.caller(None)
+    facets = "/api/v1/org/solo/sandboxes/facets"
+    with app.app_context():
+        assert client.get(facets, headers=owner.headers).status_code == 200
+        assert client.get(facets, headers=outsider.headers).status_code == 403
+        assert client.get(facets).status_code == 401
+        assert client.get(facets, headers=owner.headers).status_code == 200
