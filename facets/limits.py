@@ -6,59 +6,172 @@ forged credential therefore cannot spend someone else's budget.
 
 ``FACETS_RATE_LIMIT`` applies to ``GET .../sandboxes/facets``; ``MUTATION_RATE_LIMIT`` is one
 budget shared by every POST/PATCH/DELETE of the API blueprint. Health probes, ``/metrics``, the
-docs and CORS preflights are never limited. Counters live in Redis (``REDIS_URL``) so workers
-share them; with the embedded ``fakeredis://`` they live in process memory.
-``RATE_LIMITS_ENABLED`` switches them; unset, they are on except in a TESTING app. When Redis
-fails the limiter fails open onto per-process memory counters (logged, and counted as
-``facets_redis_errors_total{op="rate_limit"}``) and goes back to Redis once it answers again.
+docs and CORS preflights are never limited. ``RATE_LIMITS_ENABLED`` switches them; unset, they
+are on except in a TESTING app.
+
+Windows are fixed and start at their first hit (``limits``' fixed-window strategy; the limit
+strings are parsed by ``limits``). The counters live in the app's Redis (so workers share
+them; with the embedded ``fakeredis://`` they live in the process) and all windows of a budget
+are counted *and read back* by one Lua call: a limited request costs one Redis round trip, and
+the ``RateLimit-*`` headers come with it. When Redis fails the limiter fails open onto
+per-process memory counters (logged, and counted as ``facets_redis_errors_total{op=
+"rate_limit"}``) and tries Redis again after ``REDIS_RETRY_S``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
+import threading
 import time
+from dataclasses import dataclass
 
-from flask_limiter import Limiter, RequestLimit
+import redis
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
 
 from flask import Flask, Response, request
 
 from facets.auth import AuthenticationError, authenticate
-from facets.config import EMBEDDED_REDIS_URL
+from facets.errors import HTTPError
 from facets.metrics import RATE_LIMITED, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
 FACETS_ENDPOINT = "sandboxes.get_sandbox_facets"
 MUTATING_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-STORAGE_TIMEOUT_S = 0.5
+REDIS_RETRY_S = 1.0
+WINDOWS_KEY = "facets.rate_limit_windows"
+
+# KEYS: one counter per window; ARGV: each window's length in seconds. Returns, per window,
+# its count after this hit and the seconds until it resets.
+WINDOWS_SCRIPT = """
+local out = {}
+for i = 1, #KEYS do
+  local count = redis.call('INCR', KEYS[i])
+  local ttl = redis.call('TTL', KEYS[i])
+  if ttl < 0 then
+    redis.call('EXPIRE', KEYS[i], ARGV[i])
+    ttl = tonumber(ARGV[i])
+  end
+  out[2 * i - 1] = count
+  out[2 * i] = ttl
+end
+return out
+"""
 
 
-class FacetsLimiter(Limiter):
-    """flask-limiter's ``Limiter`` that reports when its storage goes down and comes back.
+class RateLimited(HTTPError):
+    status = 429
+    type = "usage_limit_exceeded_error"
 
-    flask-limiter flips ``_storage_dead`` when the storage raises (and uses its in-memory
-    fallback while it is set); every such flip is logged here and counted.
-    """
+
+@dataclass(frozen=True)
+class Budget:
+    """A named set of windows (``limits`` items) and the message its 429 carries."""
+
+    name: str  # the metric label and part of the counter keys
+    items: tuple[RateLimitItem, ...]
+    message: str
+
+    @classmethod
+    def parse(cls, name: str, what: str, limits: str) -> Budget:
+        return cls(
+            name,
+            tuple(parse_many(limits)),
+            f"Too many {what} requests from this caller (limit {limits.replace(';', ', ')}); "
+            "retry after the number of seconds in the Retry-After header.",
+        )
+
+    def keys(self, caller: str) -> list[str]:
+        # One hash tag per caller and budget: a cluster keeps the script's keys on one slot.
+        return [
+            f"LIMITS:{{{self.name}:{caller}}}:{item.amount}/{item.multiples}/"
+            f"{item.GRANULARITY.name}"
+            for item in self.items
+        ]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window after a hit: its limit, how many hits it has seen, when it resets."""
+
+    amount: int
+    count: int
+    reset_in: int  # seconds
 
     @property
-    def _storage_dead(self) -> bool:
-        return self.__dict__.get("_facets_storage_dead", False)
+    def remaining(self) -> int:
+        return max(0, self.amount - self.count)
 
-    @_storage_dead.setter
-    def _storage_dead(self, dead: bool) -> None:
-        was_dead = self.__dict__.get("_facets_storage_dead", False)
-        if dead and not was_dead:
-            REDIS_ERRORS.labels(op="rate_limit").inc()
-            log.warning("rate limit storage unreachable: counting in process memory for now")
-        elif was_dead and not dead:
+    @property
+    def breached(self) -> bool:
+        return self.count > self.amount
+
+
+def window_to_report(windows: list[Window]) -> Window:
+    """The window the headers describe: the breached one that resets last, else the tightest."""
+    breached = [w for w in windows if w.breached]
+    if breached:
+        return max(breached, key=lambda w: w.reset_in)
+    return min(windows, key=lambda w: (w.remaining, -w.reset_in))
+
+
+class RateLimiter:
+    """Counts hits of budgets per caller in Redis, or in process memory while Redis is down."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(WINDOWS_SCRIPT)
+        self._memory = MemoryStorage()
+        self._lock = threading.Lock()
+        self._dead = False
+        self._retry_at = 0.0
+
+    def hit(self, budget: Budget, caller: str) -> list[Window]:
+        """Count one hit on every window of ``budget`` for ``caller``; the windows after it."""
+        keys = budget.keys(caller)
+        if not self._dead or time.monotonic() >= self._retry_at:
+            try:
+                flat = self._script(keys=keys, args=[i.get_expiry() for i in budget.items])
+            except redis.RedisError as error:
+                self._went_dead(error)
+            else:
+                self._came_back()
+                return [
+                    Window(item.amount, int(flat[2 * i]), int(flat[2 * i + 1]))
+                    for i, item in enumerate(budget.items)
+                ]
+        return self._hit_in_memory(budget, keys)
+
+    def _hit_in_memory(self, budget: Budget, keys: list[str]) -> list[Window]:
+        now = time.time()
+        windows = []
+        for key, item in zip(keys, budget.items, strict=True):
+            count = self._memory.incr(key, item.get_expiry())
+            reset_in = math.ceil(max(0.0, self._memory.get_expiry(key) - now))
+            windows.append(Window(item.amount, count, reset_in))
+        return windows
+
+    def _went_dead(self, error: redis.RedisError) -> None:
+        with self._lock:
+            self._retry_at = time.monotonic() + REDIS_RETRY_S
+            if self._dead:
+                return
+            self._dead = True
+        REDIS_ERRORS.labels(op="rate_limit").inc()
+        log.warning(
+            "rate limit storage unreachable (%s): counting in process memory for now",
+            type(error).__name__,
+        )
+
+    def _came_back(self) -> None:
+        if not self._dead:
+            return
+        with self._lock:
+            was_dead, self._dead = self._dead, False
+        if was_dead:
             log.warning("rate limit storage reachable again")
-        self.__dict__["_facets_storage_dead"] = dead
-
-
-def storage_uri(redis_url: str) -> str:
-    """Where the counters live: the app's Redis, or memory for the embedded fakeredis."""
-    return "memory://" if redis_url.startswith(EMBEDDED_REDIS_URL) else redis_url
 
 
 def caller_key() -> str:
@@ -81,41 +194,38 @@ def _verified_caller() -> str | None:
     return f"{principal.via}:{principal.credential_id}"
 
 
-def add_rate_limit_headers(limiter: Limiter, response: Response) -> Response:
-    """``RateLimit-Limit/-Remaining/-Reset`` (seconds from now) of the limit that applied.
+def limited(limiter: RateLimiter, budget: Budget, methods: tuple[str, ...] | None, view):
+    """``view``, refused with 429 once the caller has spent ``budget`` (for ``methods`` only)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if methods is None or request.method in methods:
+            windows = limiter.hit(budget, caller_key())
+            request.environ[WINDOWS_KEY] = windows
+            if any(w.breached for w in windows):
+                RATE_LIMITED.labels(limit=budget.name).inc()
+                raise RateLimited(budget.message)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    """``RateLimit-Limit/-Remaining/-Reset`` (seconds from now) of the window that applied.
 
     ``Retry-After`` only on a 429: on other responses it would be meaningless, or would
     overwrite one that means something else (a 504's).
     """
-    current = limiter.current_limit
-    if current is None:
+    windows = request.environ.get(WINDOWS_KEY)
+    if not windows:
         return response
-    try:
-        reset_in = max(0, int(current.reset_at - time.time()))
-        remaining = current.remaining
-    except Exception as error:  # storage gone since the check; the answer matters more
-        log.warning("rate limit headers skipped (%s)", type(error).__name__)
-        return response
-    response.headers["RateLimit-Limit"] = str(current.limit.amount)
-    response.headers["RateLimit-Remaining"] = str(remaining)
-    response.headers["RateLimit-Reset"] = str(reset_in)
+    window = window_to_report(windows)
+    response.headers["RateLimit-Limit"] = str(window.amount)
+    response.headers["RateLimit-Remaining"] = str(window.remaining)
+    response.headers["RateLimit-Reset"] = str(window.reset_in)
     if response.status_code == 429:
-        response.headers["Retry-After"] = str(reset_in)
+        response.headers["Retry-After"] = str(window.reset_in)
     return response
-
-
-def _counted(limit_name: str):
-    def on_breach(_limit: RequestLimit) -> None:
-        RATE_LIMITED.labels(limit=limit_name).inc()
-
-    return on_breach
-
-
-def _breach_message(what: str, limits: str) -> str:
-    return (
-        f"Too many {what} requests from this caller (limit {limits.replace(';', ', ')}); "
-        "retry after the number of seconds in the Retry-After header."
-    )
 
 
 def init_app(app: Flask) -> None:
@@ -125,57 +235,27 @@ def init_app(app: Flask) -> None:
         enabled = not app.testing
     if not enabled:
         return
+    from facets.extensions import state
     from facets.views import blp
 
-    uri = storage_uri(app.config["REDIS_URL"])
-    options = (
-        {}
-        if uri == "memory://"
-        else {"socket_connect_timeout": STORAGE_TIMEOUT_S, "socket_timeout": STORAGE_TIMEOUT_S}
-    )
-
-    limiter = FacetsLimiter(
-        key_func=caller_key,
-        storage_uri=uri,
-        storage_options=options,
-        strategy="fixed-window",
-        key_prefix="facets",
-        # flask-limiter would put Retry-After on every response (and overwrite a 504's own);
-        # the headers are written below instead.
-        headers_enabled=False,
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-    )
-    limiter.request_filter(lambda: request.method == "OPTIONS")
-    limiter.init_app(app)
+    with app.app_context():
+        limiter = RateLimiter(state().redis)
     app.extensions["facets_limiter"] = limiter
-    app.after_request(functools.partial(add_rate_limit_headers, limiter))
+    app.after_request(add_rate_limit_headers)
 
-    facets_limit = app.config["FACETS_RATE_LIMIT"]
-    mutation_limit = app.config["MUTATION_RATE_LIMIT"]
-    limit_facets = limiter.limit(
-        facets_limit,
-        error_message=_breach_message("facets", facets_limit),
-        on_breach=_counted("facets"),
-    )
-    limit_mutations = limiter.shared_limit(
-        mutation_limit,
-        scope="mutations",
-        methods=list(MUTATING_METHODS),
-        error_message=_breach_message("write", mutation_limit),
-        on_breach=_counted("mutations"),
-    )
-    wrapped = set()
-    for rule in app.url_map.iter_rules():
-        endpoint = rule.endpoint
-        if not endpoint.startswith(f"{blp.name}.") or endpoint in wrapped:
+    facets_budget = Budget.parse("facets", "facets", app.config["FACETS_RATE_LIMIT"])
+    mutation_budget = Budget.parse("mutations", "write", app.config["MUTATION_RATE_LIMIT"])
+    for endpoint in {rule.endpoint for rule in app.url_map.iter_rules()}:
+        if not endpoint.startswith(f"{blp.name}."):
             continue
+        methods = set().union(
+            *(rule.methods or () for rule in app.url_map.iter_rules(endpoint))
+        )
         if endpoint == FACETS_ENDPOINT:
-            decorator = limit_facets
-        elif set(rule.methods or ()) & set(MUTATING_METHODS):
-            decorator = limit_mutations
+            budget, only = facets_budget, None
+        elif methods & set(MUTATING_METHODS):
+            budget, only = mutation_budget, MUTATING_METHODS
         else:
             continue
         # The limit runs when the view is called: after the version gate, before login.
-        app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
-        wrapped.add(endpoint)
+        app.view_functions[endpoint] = limited(limiter, budget, only, app.view_functions[endpoint])

@@ -242,3 +242,49 @@ def test_caller_key_identifies_verified_callers_only(make_app):
             environ_base={"REMOTE_ADDR": "10.1.2.3"},
         ):
             assert caller_key() == expected
+
+
+def test_several_windows_cost_one_redis_call_and_the_tightest_is_reported(make_app, monkeypatch):
+    app = make_app(FACETS_RATE_LIMIT="5/minute;2/hour")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    client.get(FACETS, headers=owner)  # warm the counts: only the limiter talks to Redis below
+    with app.app_context():
+        redis = state().redis
+    calls = []
+    real = redis.execute_command
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(redis, "execute_command", counted)
+    monkeypatch.setattr(app.extensions["facets_limiter"], "_memory", None)  # Redis, not memory
+    response = client.get(FACETS, headers={**owner, "If-None-Match": "*"})
+    assert response.status_code in (200, 304)
+    assert calls == ["EVALSHA"]
+    # The hour window (2, now spent) is tighter than the minute (5, 3 left).
+    assert response.headers["RateLimit-Limit"] == "2"
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert 3500 < int(response.headers["RateLimit-Reset"]) <= 3600
+    refused = client.get(FACETS, headers=owner)
+    assert refused.status_code == 429
+    assert refused.headers["RateLimit-Limit"] == "2"
+    assert refused.headers["Retry-After"] == refused.headers["RateLimit-Reset"]
+    assert "5/minute, 2/hour" in refused.json["detail"]
+
+
+@pytest.mark.parametrize(
+    ("windows", "reported"),
+    [
+        ([(5, 1, 50), (100, 1, 3000)], (5, 1, 50)),  # fewest remaining
+        ([(5, 6, 50), (100, 101, 3000)], (100, 101, 3000)),  # both spent: wait for the later
+        ([(5, 6, 50), (100, 7, 3000)], (5, 6, 50)),  # the spent one, though it resets sooner
+        ([(5, 4, 10), (100, 99, 3000)], (100, 99, 3000)),  # a tie: the one that lasts longer
+    ],
+)
+def test_the_reported_window(windows, reported):
+    from facets.limits import Window, window_to_report
+
+    assert window_to_report([Window(*w) for w in windows]) == Window(*reported)
