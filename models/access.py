@@ -1,4 +1,4 @@
-"""Who may see what in an org, resolved in one statement.
+"""Who may see what in an org, resolved in one statement (with the API key, for a key caller).
 
 owner / admin see every sandbox of the org; a member sees sandboxes in the projects they are a
 member of plus sandboxes with no project. ``Access.project_ids`` is None for "every project".
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
 
-from models.errors import Forbidden, NotFound
-from models.org import Membership, Org, Role
+from models.errors import DomainError, Forbidden, NotFound
+from models.org import ApiKey, Membership, Org, Role
 from models.project import Project, ProjectMember
 
 
@@ -37,24 +38,63 @@ class Access:
         return self.role.sees_everything
 
 
-# Built once: constructing this statement costs more than running it (SQLAlchemy then reuses
-# its compiled form), and it runs on every API request.
-_USER_ID = bindparam("user_id")
-_OWN_PROJECTS = (
-    select(ProjectMember.project_id, Project.org_id)
-    .join(Project, Project.id == ProjectMember.project_id)
-    .where(ProjectMember.user_id == _USER_ID)
-    .subquery()
-)
-ACCESS_STATEMENT = (
-    select(Org.id, Org.facet_version, Membership.role, _OWN_PROJECTS.c.project_id)
-    .outerjoin(Membership, and_(Membership.org_id == Org.id, Membership.user_id == _USER_ID))
-    .outerjoin(
-        _OWN_PROJECTS,
-        and_(_OWN_PROJECTS.c.org_id == Org.id, Membership.role == Role.MEMBER.value),
+# Built once: constructing these statements costs more than running them (SQLAlchemy then
+# reuses their compiled form), and one of them runs on every API request.
+def _access_columns_from(source, user_id):
+    """``source`` joined to the org (by slug), the caller's membership and own projects.
+
+    Selects org id, facet version, role and one own project per row (None when the caller is
+    not a plain member or has no project), whatever ``source`` is.
+    """
+    own_projects = ProjectMember.__table__.join(
+        Project.__table__, Project.id == ProjectMember.project_id
     )
-    .where(Org.slug == bindparam("org_slug"))
+    membership = and_(Membership.org_id == Org.id, Membership.user_id == user_id)
+    return source.outerjoin(Membership, membership).outerjoin(
+        own_projects,
+        and_(
+            ProjectMember.user_id == user_id,
+            Project.org_id == Org.id,
+            Membership.role == Role.MEMBER.value,
+        ),
+    )
+
+
+_ACCESS_COLUMNS = (Org.id, Org.facet_version, Membership.role, ProjectMember.project_id)
+_ORG_SLUG = bindparam("org_slug")
+_USER_ID = bindparam("user_id")
+ACCESS_STATEMENT = (
+    select(*_ACCESS_COLUMNS)
+    .select_from(_access_columns_from(Org.__table__, _USER_ID))
+    .where(Org.slug == _ORG_SLUG)
 )
+KEY_ACCESS_STATEMENT = (
+    select(
+        ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at, *_ACCESS_COLUMNS
+    )
+    .select_from(
+        _access_columns_from(ApiKey.__table__.outerjoin(Org, Org.slug == _ORG_SLUG), ApiKey.user_id)
+    )
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
+
+
+def _access_from_rows(rows, org_slug: str, user_id: uuid.UUID) -> Access:
+    """The ``Access`` that the rows of either statement describe.
+
+    :raise NotFound: no org has this slug.
+    :raise Forbidden: the caller is not a member of the org.
+    """
+    if not rows or rows[0].id is None:
+        raise NotFound(f"Organization '{org_slug}' not found.")
+    first = rows[0]
+    if first.role is None:
+        raise Forbidden("You are not a member of this organization.")
+    role = Role(first.role)
+    project_ids = None
+    if not role.sees_everything:
+        project_ids = frozenset(row.project_id for row in rows if row.project_id is not None)
+    return Access(first.id, org_slug, user_id, role, first.facet_version, project_ids)
 
 
 def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -> Access:
@@ -66,13 +106,35 @@ def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -
     :raise Forbidden: the caller is not a member of the org.
     """
     rows = conn.execute(ACCESS_STATEMENT, {"user_id": user_id, "org_slug": org_slug}).all()
+    return _access_from_rows(rows, org_slug, user_id)
+
+
+@dataclass(frozen=True)
+class KeyAccess:
+    """An API key's stored fields, and its owner's access to one org or why there is none.
+
+    The key is not checked here: whoever holds this must verify the secret, revocation and
+    expiry before using ``access``.
+    """
+
+    user_id: uuid.UUID
+    secret_sha256: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    access: Access | DomainError
+
+
+def load_key_access(conn: Connection, org_slug: str, prefix: str) -> KeyAccess | None:
+    """The API key with this prefix and its owner's access to ``org_slug``, in one statement.
+
+    None when no key has this prefix.
+    """
+    rows = conn.execute(KEY_ACCESS_STATEMENT, {"prefix": prefix, "org_slug": org_slug}).all()
     if not rows:
-        raise NotFound(f"Organization '{org_slug}' not found.")
-    org_id, version, role, _ = rows[0]
-    if role is None:
-        raise Forbidden("You are not a member of this organization.")
-    role = Role(role)
-    project_ids = None
-    if not role.sees_everything:
-        project_ids = frozenset(row.project_id for row in rows if row.project_id is not None)
-    return Access(org_id, org_slug, user_id, role, version, project_ids)
+        return None
+    key = rows[0]
+    try:
+        access: Access | DomainError = _access_from_rows(rows, org_slug, key.user_id)
+    except DomainError as error:
+        access = error
+    return KeyAccess(key.user_id, key.secret_sha256, key.expires_at, key.revoked_at, access)

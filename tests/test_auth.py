@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 import warnings
@@ -10,7 +11,7 @@ from datetime import timedelta
 import jwt
 import pytest
 from conftest import JWT_SECRET, make_jwt
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from facets.extensions import state
 from models import ApiKey
@@ -238,3 +239,69 @@ def test_each_request_is_authenticated_on_its_own_within_one_app_context(app, cl
         assert client.get(facets, headers=outsider.headers).status_code == 403
         assert client.get(facets).status_code == 401
         assert client.get(facets, headers=owner.headers).status_code == 200
+
+
+@contextlib.contextmanager
+def statements(app):
+    """Collect the SQL statements (not BEGIN and the like) the app's engines run meanwhile."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            seen.append(statement)
+
+    with app.app_context():
+        db = state().db
+    engines = {id(e): e for e in (db.engine, db.autocommit_engine)}.values()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("credential", ["key", "jwt"])
+@pytest.mark.parametrize("path", ["sandboxes/facets", "sandboxes", "projects"])
+def test_an_org_read_costs_one_statement_for_credential_and_access(
+    app, client, member, credential, path
+):
+    """An API key and the caller's access to the org come in one statement (a JWT needs none)."""
+    headers = bearer(member.key if credential == "key" else make_jwt(member.user_id))
+    url = f"/api/v1/org/acme/{path}"
+    client.get(url, headers=headers)  # the facets' first read recounts: not under test
+    with statements(app) as seen:
+        response = client.get(url, headers=headers)
+    assert response.status_code == 200, response.json
+    if path == "sandboxes/facets":
+        assert len(seen) == 1, seen
+    else:
+        assert "api_keys" not in " ".join(seen[1:]).lower(), seen
+
+
+@pytest.mark.parametrize(
+    ("who", "org", "status"),
+    [
+        ("member", "acme", 200),
+        ("member", "nope", 404),
+        ("outsider", "acme", 403),
+        ("revoked", "nope", 401),
+        ("revoked", "acme", 401),
+        ("unknown", "acme", 401),
+    ],
+)
+def test_a_key_read_with_its_access_keeps_the_order_of_errors(
+    app, client, world, member, who, org, status
+):
+    keys = {
+        "member": member.key,
+        "outsider": world.caller(None).key,
+        "revoked": issue_key(app, member.email),
+        "unknown": "sk_" + "a" * 40,
+    }
+    if who == "revoked":
+        revoke_key(app, keys["revoked"])
+    for path in ("sandboxes/facets", "sandboxes", "projects"):
+        response = client.get(f"/api/v1/org/{org}/{path}", headers=bearer(keys[who]))
+        assert response.status_code == status, (path, response.json)

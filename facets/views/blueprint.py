@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 from flask_smorest import Blueprint
 
-from facets.auth import current_principal
+from facets.auth import current_principal, prefetched_access
 from facets.extensions import state
 from facets.schemas import APIErrorPayloadSchema
 from models import Access, load_access
@@ -61,11 +61,18 @@ def documents_errors(*statuses: int):
 def caller_access(org: str) -> Access:
     """The authenticated caller's access to ``org``.
 
+    The first call of a request may be answered by what authentication read with the API key
+    (``prefetched_access``); any later call reads again.
+
     :raise NotFound: no such org (404).
     :raise Forbidden: the caller is not a member (403).
     """
+    user_id = current_principal().user_id
+    access = prefetched_access(org, user_id)
+    if access is not None:
+        return access
     with state().db.read_connection() as conn:
-        return load_access(conn, org, current_principal().user_id)
+        return load_access(conn, org, user_id)
 
 
 def as_caller(org: str, service, **kwargs):
