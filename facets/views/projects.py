@@ -42,7 +42,7 @@ def list_projects(org: str):
 
 @blp.route("/projects", methods=["POST"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(ProjectCreateSchema)
+@blp.arguments(ProjectCreateSchema())
 @blp.response(201, ProjectSchema, description="The created project")
 @documents_errors(400, 401, 403, 404, 409, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="create_project")
@@ -56,7 +56,7 @@ def create_project(body: dict, org: str):
 
 @blp.route("/projects/<uuid:project_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(ProjectUpdateSchema, required=False)
+@blp.arguments(ProjectUpdateSchema(), required=False)
 @blp.response(200, ProjectSchema, description="The project after the change")
 @documents_errors(400, 401, 403, 404, 409, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="update_project")
@@ -83,7 +83,7 @@ def delete_project(org: str, project_id: uuid.UUID):
 
 @blp.route("/projects/<uuid:project_id>/members", methods=["POST"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(ProjectMemberAddSchema)
+@blp.arguments(ProjectMemberAddSchema())
 @blp.response(204, description="The user is a member of the project")
 @documents_errors(400, 401, 403, 404, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="add_project_member")

@@ -28,7 +28,7 @@ from models.services import sandboxes
 
 @blp.route("/sandboxes", methods=["GET"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(SandboxListQueryArgsSchema, location="query", as_kwargs=True)
+@blp.arguments(SandboxListQueryArgsSchema(), location="query", as_kwargs=True)
 @blp.response(200, SandboxListResponseSchema, description="Successful Response")
 @documents_errors(400, 401, 403, 404, 422, 426, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="list_sandboxes")
@@ -56,7 +56,7 @@ def list_sandboxes(org: str, limit: int, state=None, project_id=None, cursor=Non
 
 @blp.route("/sandboxes", methods=["POST"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(SandboxCreateSchema, required=False)
+@blp.arguments(SandboxCreateSchema(), required=False)
 @blp.response(201, SandboxSchema, description="The created sandbox")
 @documents_errors(400, 401, 403, 404, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="create_sandbox")
@@ -71,7 +71,7 @@ def create_sandbox(body: dict, org: str):
 
 @blp.route("/sandboxes/<uuid:sandbox_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(SandboxUpdateSchema, required=False)
+@blp.arguments(SandboxUpdateSchema(), required=False)
 @blp.response(200, SandboxSchema, description="The sandbox after the change")
 @documents_errors(400, 401, 403, 404, 409, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="update_sandbox")
