@@ -248,9 +248,7 @@ def init_app(app: Flask) -> None:
     for endpoint in {rule.endpoint for rule in app.url_map.iter_rules()}:
         if not endpoint.startswith(f"{blp.name}."):
             continue
-        methods = set().union(
-            *(rule.methods or () for rule in app.url_map.iter_rules(endpoint))
-        )
+        methods = set().union(*(rule.methods or () for rule in app.url_map.iter_rules(endpoint)))
         if endpoint == FACETS_ENDPOINT:
             budget, only = facets_budget, None
         elif methods & set(MUTATING_METHODS):
