@@ -189,6 +189,7 @@ def read_counts(
     again once (``refresh``) so that a busy org keeps being served warm.
     """
     if flt.project_id is not None and not access.sees_project(flt.project_id):
+        FACETS_SERVED.labels(path="empty").inc()
         return access, FacetCounts({}, {}, "empty")
     st = state()
     try:
