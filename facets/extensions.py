@@ -16,6 +16,7 @@ from flask import Flask, current_app
 
 from flask_smorest import Api
 
+from facets.body_memo import BodyMemo
 from facets.cache import CounterCache
 from facets.config import EMBEDDED_REDIS_URL, normalize_database_url
 from facets.errors import register_error_handlers
@@ -44,6 +45,7 @@ class FacetsState:
     redis: redis.Redis
     cache: CounterCache
     labels: ProjectLabels
+    body_memo: BodyMemo
     hooks: HookRegistry
     api: FacetsApi
     recount_timeout_ms: int
@@ -86,6 +88,7 @@ def init_app(app: Flask) -> FacetsState:
         redis=client,
         cache=cache,
         labels=ProjectLabels(db),
+        body_memo=BodyMemo(app.config["FACETS_BODY_MEMO_BYTES"]),
         hooks=hooks,
         api=api,
         recount_timeout_ms=recount_timeout_ms,

@@ -3,7 +3,9 @@
 ``read_counts`` is the only place that decides where counts come from: the Redis hashes when
 they are labelled with the caller's org version (see ``facets.cache``), else the SQL recount,
 which it then installs. Everything after it (labels, ordering, the body) is the same whatever
-the source, so a response does not depend on how its counts were obtained.
+the source, so a response does not depend on how its counts were obtained. A repeated read
+of an unchanged view does not get here: the view answers it with the bytes of an earlier
+answer of the same version (``facets.body_memo``).
 
 Project ids travel as canonical id strings here, as Redis holds them: a warm read of an org
 with thousands of cells parses none of them.

@@ -19,7 +19,8 @@ from models import Org
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, "RATE_LIMITS_ENABLED": False}  # rate limits are not under test here
+    """Rate limits off (not under test here), and the body memo: the Redis layer is."""
+    return {**app_config, "RATE_LIMITS_ENABLED": False, "FACETS_BODY_MEMO_BYTES": 0}
 
 
 @pytest.fixture

@@ -56,8 +56,18 @@ def redis_server(tmp_path):
 
 @pytest.fixture
 def app(app_config, redis_server):
-    """The app of this leg's database, on the private Redis (rate limits off: not under test)."""
-    app = create_app({**app_config, "REDIS_URL": redis_server.url, "RATE_LIMITS_ENABLED": False})
+    """The app of this leg's database, on the private Redis.
+
+    Rate limits are not under test, and the body memo is off: every read reaches the Redis layer.
+    """
+    app = create_app(
+        {
+            **app_config,
+            "REDIS_URL": redis_server.url,
+            "RATE_LIMITS_ENABLED": False,
+            "FACETS_BODY_MEMO_BYTES": 0,
+        }
+    )
     yield app
     with app.app_context():
         state().db.dispose()

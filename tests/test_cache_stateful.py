@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+import pytest
 from conftest import World, redis_down
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -31,6 +32,12 @@ from models.services.common import lock_access
 STATES = ("running", "paused", "killed")
 NAMES = ("Alpha", "alpha", "Beta", "beta", "Gamma")
 DELIVERY = st.sampled_from(["normal", "normal", "drop", "hold"])
+
+
+@pytest.fixture
+def app_config(app_config):
+    """The body memo off: every read reaches the Redis layer, which is under test."""
+    return {**app_config, "FACETS_BODY_MEMO_BYTES": 0}
 
 
 def expected_facets(sandboxes, projects, visible, states=(), project_id=None):

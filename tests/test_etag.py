@@ -29,7 +29,8 @@ URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, "RATE_LIMITS_ENABLED": False}  # rate limits are not under test here
+    """Rate limits off (not under test), and the body memo: a 200 here must read Redis or count."""
+    return {**app_config, "RATE_LIMITS_ENABLED": False, "FACETS_BODY_MEMO_BYTES": 0}
 
 
 def facets(client, caller, query=None, if_none_match: str | None = None):

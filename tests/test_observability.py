@@ -56,7 +56,7 @@ def test_one_json_line_per_request_with_the_cache_path(make_app, capsys):
     client.get(FACETS, headers=owner.headers)
     client.get(FACETS, headers={**owner.headers, "If-None-Match": first.headers["ETag"]})
     lines = request_lines(capsys.readouterr().err)
-    assert [line["cache_path"] for line in lines] == ["cold", "warm", "not_modified"]
+    assert [line["cache_path"] for line in lines] == ["cold", "memo", "not_modified"]
     assert [line["status"] for line in lines] == [200, 200, 304]
     line = lines[0]
     assert line["request_id"] == "req-1"

@@ -19,6 +19,12 @@ from models.services.common import lock_access
 TIMEOUT_S = 30
 
 
+@pytest.fixture
+def app_config(app_config):
+    """The body memo off: every read reaches the Redis layer, which is under test."""
+    return {**app_config, "FACETS_BODY_MEMO_BYTES": 0}
+
+
 def facets(client, caller, slug):
     response = client.get(f"/api/v1/org/{slug}/sandboxes/facets", headers=caller.headers)
     assert response.status_code == 200

@@ -18,6 +18,12 @@ FACETS = "/api/v1/org/big/sandboxes/facets"
 
 
 @pytest.fixture
+def app_config(app_config):
+    """The body memo off: every read reaches the Redis layer, which is under test."""
+    return {**app_config, "FACETS_BODY_MEMO_BYTES": 0}
+
+
+@pytest.fixture
 def slow_app(app_config):
     """The app with a 50 ms recount limit."""
     app = create_app({**app_config, "RECOUNT_TIMEOUT_MS": 50})

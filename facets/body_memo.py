@@ -1,0 +1,121 @@
+"""A per-process memo of encoded facets bodies, keyed by the exact org version they are of.
+
+It owns the bytes of ``200`` facets bodies, exactly as sent, so that a repeated read of an
+unchanged view costs no Redis call, no aggregation and no encoding. A body is a function of
+the org, its facet version, the caller's visible projects and the normalized filters: every
+change to an org's sandboxes, projects or project memberships bumps the version
+(``models/uow.py``), and a role change, which does not, changes the visible projects. The
+version is read from the database with the caller's access on every request, so the
+database is the source of truth: an entry is exact for its key, is never invalidated, and a
+read at a newer version simply misses. (Project labels are read at the newest version, as on
+any read: a body of version v built after v + 1 committed may carry v + 1's project names or
+omit a project v + 1 deleted; only a read that raced that commit can be given it, as it could
+be without the memo.)
+
+Invariants:
+
+- An entry's key is (org id, version, view tag). The tag is the response's ETag
+  (``facets.etag``), a digest of the org, version, visible projects and filters: two views
+  share an entry exactly when they would share a ``304``.
+- An org's entries are all of one version. A lookup at a newer version drops them (nobody
+  will ask for them again). A lookup at an older version means the database went back in time
+  (restored from a backup), where the same version number may name other contents: it drops
+  them too (a read that raced a commit does the same, which only costs a miss). A store at an
+  older version than the one held is ignored (a slow read that has been superseded).
+- The bodies plus a fixed per-entry overhead never exceed ``max_bytes``; the least recently
+  used entries are evicted first, and an entry larger than the bound is not stored. A bound
+  of 0 disables the memo.
+- Thread-safe: one lock around every operation (gunicorn runs gthread workers).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+# What an entry costs besides its body: the key tuple, the tag string, the bytes header and
+# the LRU's and the org index's slots (about 290 bytes, measured with tracemalloc).
+ENTRY_OVERHEAD = 300
+
+Key = tuple[uuid.UUID, str]  # org id, view tag (the version is the org's, in _HeldOrg)
+
+
+@dataclass
+class _HeldOrg:
+    """The one version the memo holds an org's entries at, and their tags."""
+
+    version: int
+    tags: set[str] = field(default_factory=set)
+
+
+def entry_cost(body: bytes) -> int:
+    """The bytes an entry with this body counts against the bound."""
+    return len(body) + ENTRY_OVERHEAD
+
+
+class BodyMemo:
+    """An LRU of encoded facets bodies bounded in bytes; see the module docstring."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._bodies: OrderedDict[Key, bytes] = OrderedDict()  # least recently used first
+        self._orgs: dict[uuid.UUID, _HeldOrg] = {}
+        self._held_bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the entries held now count against the bound."""
+        return self._held_bytes
+
+    def get(self, org_id: uuid.UUID, version: int, tag: str) -> bytes | None:
+        """The body of this view at this version, if held."""
+        with self._lock:
+            held = self._orgs.get(org_id)
+            if held is None:
+                return None
+            if held.version != version:
+                self._drop_org(org_id, held)
+                return None
+            body = self._bodies.get((org_id, tag))
+            if body is not None:
+                self._bodies.move_to_end((org_id, tag))
+            return body
+
+    def put(self, org_id: uuid.UUID, version: int, tag: str, body: bytes) -> None:
+        """Hold the body of this view at this version (evicting the least recently used)."""
+        cost = entry_cost(body)
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            held = self._orgs.get(org_id)
+            if held is not None and held.version != version:
+                if version < held.version:
+                    return
+                self._drop_org(org_id, held)
+                held = None
+            if held is None:
+                held = self._orgs[org_id] = _HeldOrg(version)
+            replaced = self._bodies.pop((org_id, tag), None)
+            if replaced is not None:
+                self._held_bytes -= entry_cost(replaced)
+            self._bodies[(org_id, tag)] = body
+            held.tags.add(tag)
+            self._held_bytes += cost
+            while self._held_bytes > self.max_bytes:
+                (lru_org, lru_tag), lru_body = self._bodies.popitem(last=False)
+                self._held_bytes -= entry_cost(lru_body)
+                lru_held = self._orgs[lru_org]
+                lru_held.tags.discard(lru_tag)
+                if not lru_held.tags:
+                    del self._orgs[lru_org]
+
+    def _drop_org(self, org_id: uuid.UUID, held: _HeldOrg) -> None:
+        for tag in held.tags:
+            self._held_bytes -= entry_cost(self._bodies.pop((org_id, tag)))
+        del self._orgs[org_id]
