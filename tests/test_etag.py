@@ -217,22 +217,12 @@ def test_if_none_match_forms_per_rfc_7232(client, world, acme):
     assert facets(client, world.caller(), if_none_match="*").status_code == 403
 
 
-def test_one_tag_one_body_when_a_commit_lands_before_the_cold_recount(
-    app, client, acme, monkeypatch
-):
-    """A commit between the caller's access snapshot and the cold recount.
-
-    Here the member loses project web and two sandboxes are created in web in that gap. The
-    response must still be one consistent view: either the body of the tag's version (the
-    same bytes as before), or a newer tag whose body does not show web any more.
-    """
+def commit_before_the_first_recount(app, acme, monkeypatch) -> list[int]:
+    """Make the read path's next recount run just after two commits: the member loses project
+    web, then two sandboxes are created in web. The list returned is non-empty once it ran."""
     member, web = acme["member"], acme["web"]
-    before = facets(client, member)
-    assert before.status_code == 200
-    drop_hashes(app, acme["org_id"])
-
     real_recount = read_module.recount_org
-    raced = []
+    raced: list[int] = []
 
     def recount_after_a_commit(db, org_id, **kwargs):
         if not raced:
@@ -250,6 +240,23 @@ def test_one_tag_one_body_when_a_commit_lands_before_the_cold_recount(
         return real_recount(db, org_id, **kwargs)
 
     monkeypatch.setattr(read_module, "recount_org", recount_after_a_commit)
+    return raced
+
+
+def test_one_tag_one_body_when_a_commit_lands_before_the_cold_recount(
+    app, client, acme, monkeypatch
+):
+    """A commit between the caller's access snapshot and the cold recount.
+
+    Here the member loses project web and two sandboxes are created in web in that gap. The
+    response must still be one consistent view: either the body of the tag's version (the
+    same bytes as before), or a newer tag whose body does not show web any more.
+    """
+    member, web = acme["member"], acme["web"]
+    before = facets(client, member)
+    assert before.status_code == 200
+    drop_hashes(app, acme["org_id"])
+    raced = commit_before_the_first_recount(app, acme, monkeypatch)
     response = facets(client, member)
     assert raced, "the read was not cold"
     assert response.status_code == 200
