@@ -24,7 +24,7 @@ from models import Access
 
 @blp.route("/sandboxes/facets", methods=["GET"], parameters=[ORG_PARAMETER])
 @login_required
-@blp.arguments(SandboxFacetsQueryArgsSchema, location="query", as_kwargs=True)
+@blp.arguments(SandboxFacetsQueryArgsSchema(), location="query", as_kwargs=True)
 @blp.response(200, SandboxFacetsResponseSchema, description="Successful Response")
 @blp.alt_response(304, description="Not modified: the `If-None-Match` tag is still current.")
 @documents_errors(*ERROR_DESCRIPTIONS)
