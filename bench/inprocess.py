@@ -4,10 +4,14 @@ Every read scenario of one org size runs interleaved with the floor, the raw ref
 small org (``bench.timing``), so their ratios compare requests made at the same moments.
 
 - ``floor``: ``GET /bench/floor`` on the same app (same hooks, no auth, no SQL, no Redis).
-- ``owner_warm`` / ``member_warm``: facets with the org's hashes in Redis.
-- ``owner_cold`` / ``member_cold``: the org's Redis keys are deleted before each request
-  (untimed), so it recounts in SQL and installs. The process's project-label cache stays warm
-  (it is keyed by the org version, which reads do not change).
+- ``owner_warm`` / ``member_warm``: facets as shipped, polled: the org's hashes are in Redis
+  and the encoded body in the process's body memo (``facets.body_memo``), so a repeated read is
+  a memo hit.
+- ``owner_redis`` / ``member_redis``: the same reads on an app with the body memo off: served
+  from the Redis hashes (what the first read of a version in a process costs).
+- ``owner_cold`` / ``member_cold``: on the memo-off app, the org's Redis keys are deleted
+  before each request (untimed), so it recounts in SQL and installs. The process's
+  project-label cache stays warm (it is keyed by the org version, which reads do not change).
 - ``owner_304``: ``If-None-Match`` with the owner's current ETag.
 - ``raw_owner`` / ``raw_member``: no Flask at all: HGETALL of the org's ``totals`` hash (the
   member: HMGET of the ``cells`` fields its view needs) on the app's Redis client, then
@@ -41,8 +45,10 @@ from models import SANDBOX_STATES, Org
 READ_SCENARIOS = (
     "floor",
     "owner_warm",
+    "owner_redis",
     "owner_cold",
     "member_warm",
+    "member_redis",
     "member_cold",
     "owner_304",
     "raw_owner",
@@ -100,24 +106,33 @@ def check_body(body: dict, org: OrgData, who: str) -> list[str]:
 
 
 def read_scenarios(
-    app: Flask, org: OrgData, small: OrgData, n: int, n_cold: int
+    app: Flask, memo_off: Flask, org: OrgData, small: OrgData, n: int, n_cold: int
 ) -> tuple[list[Scenario], list[str]]:
-    """The read scenarios of one org, primed; also any problems found while priming."""
-    client = app.test_client()
+    """The read scenarios of one org, primed; also any problems found while priming.
+
+    ``memo_off`` is the same app with the body memo disabled (same database and Redis; with
+    the embedded ``fakeredis://`` each app has its own, so the raw and cold scenarios use the
+    memo-off app's, whose hashes its reads keep warm).
+    """
+    client, redis_client = app.test_client(), memo_off.test_client()
     owner, member, small_owner = bearer(org.owner_key), bearer(org.member_key), bearer(
         small.owner_key
     )
     url = facets_url(org)
     problems: list[str] = []
-    with app.app_context():
-        st = state()
-        redis = st.redis
+    with memo_off.app_context():
+        redis = state().redis
     cells_key, totals_key, _ = CounterCache.keys(org.org_id)
 
     first = client.get(url, headers=owner)
     owner_body = first.get_json()
     etag = first.headers.get("ETag", "")
     member_body = client.get(url, headers=member).get_json()
+    for headers in (owner, member):
+        if redis_client.get(url, headers=headers).get_json() != (
+            owner_body if headers is owner else member_body
+        ):
+            problems.append(f"{org.slug}: the memo-off app answers another body")
     client.get(facets_url(small), headers=small_owner)
     problems += check_body(owner_body, org, "owner") + check_body(member_body, org, "member")
     fields = member_fields(org)
@@ -143,9 +158,11 @@ def read_scenarios(
     scenarios = [
         Scenario("floor", _get(client, FLOOR_PATH, {}, 200), n),
         Scenario("owner_warm", _get(client, url, owner, 200), n),
-        Scenario("owner_cold", _get(client, url, owner, 200), n_cold, prepare=cold),
+        Scenario("owner_redis", _get(redis_client, url, owner, 200), n),
+        Scenario("owner_cold", _get(redis_client, url, owner, 200), n_cold, prepare=cold),
         Scenario("member_warm", _get(client, url, member, 200), n),
-        Scenario("member_cold", _get(client, url, member, 200), n_cold, prepare=cold),
+        Scenario("member_redis", _get(redis_client, url, member, 200), n),
+        Scenario("member_cold", _get(redis_client, url, member, 200), n_cold, prepare=cold),
         Scenario("owner_304", _get(client, url, {**owner, "If-None-Match": etag}, 304), n),
         Scenario("raw_owner", raw_owner, n),
         Scenario("raw_member", raw_member, n),
@@ -155,11 +172,11 @@ def read_scenarios(
 
 
 def measure_reads(
-    app: Flask, org: OrgData, small: OrgData, n: int, n_cold: int, block: int
+    app: Flask, memo_off: Flask, org: OrgData, small: OrgData, n: int, n_cold: int, block: int
 ) -> tuple[dict[str, Stats], list[str]]:
     """All read scenarios of one org, interleaved."""
     with quiet_stderr():
-        scenarios, problems = read_scenarios(app, org, small, n, n_cold)
+        scenarios, problems = read_scenarios(app, memo_off, org, small, n, n_cold)
         stats = run_interleaved(scenarios, block, warmup=20)
     return stats, problems
 

@@ -19,7 +19,8 @@ def plot_latency(results: dict, path: Path) -> bool:
     sizes = [row["sandboxes"] for row in rows]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     styles = {
-        "owner_warm": ("owner warm", "tab:blue"),
+        "owner_warm": ("owner warm (body memo)", "tab:blue"),
+        "owner_redis": ("owner warm, memo off (Redis hash)", "tab:brown"),
         "member_warm": ("member warm (10 projects)", "tab:green"),
         "owner_cold": ("owner cold (recount)", "tab:red"),
         "member_cold": ("member cold (recount)", "tab:orange"),

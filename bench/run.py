@@ -150,8 +150,10 @@ def read_ratios(row: dict) -> dict[str, float | None]:
         "member warm / floor": ratio(s["member_warm"], s["floor"]),
         "304 / floor": ratio(s["owner_304"], s["floor"]),
         "owner warm / raw": ratio(s["owner_warm"], s["raw_owner"]),
+        "owner redis / raw": ratio(s["owner_redis"], s["raw_owner"]),
         "member warm / raw": ratio(s["member_warm"], s["raw_member"]),
         "owner cold / warm": ratio(s["owner_cold"], s["owner_warm"]),
+        "owner cold / redis": ratio(s["owner_cold"], s["owner_redis"]),
         "member cold / warm": ratio(s["member_cold"], s["member_warm"]),
         "member warm / small-org warm": ratio(s["member_warm"], s["small_warm"]),
     }
@@ -222,6 +224,11 @@ def render(results: dict) -> str:
     elif h:
         lines.append(f"gunicorn + wrk: skipped ({h.get('skipped')})")
         lines.append("")
+    lines.append("Targets (issue 5), ratios of medians measured in this run")
+    for what, bound, value, met in results["targets"]:
+        verdict = "-" if met is None else ("met" if met else "NOT MET")
+        lines.append(f"  {what:42}{bound:>8}{fmt_ratio(value):>10}  {verdict}")
+    lines.append("")
     lines.append("Redis per org: fields, MEMORY USAGE bytes (SAMPLES 0), OBJECT ENCODING")
     for slug, m in results["redis_memory"].items():
         parts = []
@@ -239,6 +246,43 @@ def render(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def median_of(row: dict | None, name: str) -> float | None:
+    return None if row is None else row["stats"][name]["median_us"]
+
+
+def targets(results: dict) -> list[tuple[str, str, float | None, bool | None]]:
+    """The issue's ratio targets: (what, target, measured, met); None where not measured."""
+    rows = results["reads"]
+    small = next((r for r in rows if r["slug"] == "small"), None)
+    big = [r for r in rows if r["slug"] != "small"]
+    lo, hi = (big[0], big[-1]) if big else (None, None)
+    out = []
+
+    def add(what: str, bound: float, value: float | None, at_most: bool = True) -> None:
+        met = None if value is None else (value <= bound if at_most else value >= bound)
+        out.append((what, f"{'<=' if at_most else '>='} {bound:g}", value, met))
+
+    add("small owner warm / floor", 2.0, ratio(median_of(small, "owner_warm"),
+                                                  median_of(small, "floor")))
+    add("small 304 / floor", 1.5, ratio(median_of(small, "owner_304"), median_of(small, "floor")))
+    add("largest owner warm / raw", 2.0, ratio(median_of(hi, "owner_warm"),
+                                                median_of(hi, "raw_owner")))
+    add("largest owner cold / warm", 25, ratio(median_of(hi, "owner_cold"),
+                                                median_of(hi, "owner_warm")), at_most=False)
+    add("owner warm largest / smallest big org", 1.2,
+        ratio(median_of(hi, "owner_warm"), median_of(lo, "owner_warm")) if hi is not lo else None)
+    add("largest member warm / small owner warm", 1.3,
+        ratio(median_of(hi, "member_warm"), median_of(hi, "small_warm")))
+    h = results.get("http") or {}
+    add("gunicorn facets / floor req/s", 0.5,
+        ratio(h["facets"]["rps"], h["floor"]["rps"]) if "facets" in h else None, at_most=False)
+    w = results.get("writes")
+    add("PATCH with cache / without", 1.3,
+        ratio(w["stats"]["patch_with_hook"]["median_us"], w["stats"]["patch_no_hook"]["median_us"])
+        if w else None)
+    return out
+
+
 def scaling(rows: list[dict]) -> dict[str, float | None]:
     big = [r for r in rows if r["slug"] != "small"]
     if len(big) < 2:
@@ -246,7 +290,7 @@ def scaling(rows: list[dict]) -> dict[str, float | None]:
     lo, hi = big[0], big[-1]
     tag = f"({human(hi['sandboxes'])})/({human(lo['sandboxes'])})"
     out = {}
-    for name in ("owner_warm", "member_warm", "owner_cold", "owner_304"):
+    for name in ("owner_warm", "owner_redis", "member_warm", "owner_cold", "owner_304"):
         out[f"{name} {tag}"] = ratio(
             hi["stats"][name]["median_us"], lo["stats"][name]["median_us"]
         )
@@ -288,13 +332,14 @@ def main(argv: list[str] | None = None) -> dict:
     db_url = load.create_database(args.database_url, args.db_name)
     config = app_config(db_url, args.redis_url)
     app = register_floor(create_app(config))
+    memo_off = create_app({**config, "FACETS_BODY_MEMO_BYTES": 0})
     bare_app = create_app(config)
     with bare_app.app_context():
         state().hooks.hooks.clear()
     try:
-        run_all(args, app, bare_app, db_url, out_dir, results)
+        run_all(args, app, memo_off, bare_app, db_url, out_dir, results)
     finally:
-        for a in (app, bare_app):
+        for a in (app, memo_off, bare_app):
             with a.app_context():
                 state().db.dispose()
                 state().redis.close()
@@ -302,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
             load.drop_database(args.database_url, args.db_name)
         flush_redis(args.redis_url)
     results["meta"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["targets"] = targets(results)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     text = render(results)
     print(text, end="")
@@ -314,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def run_all(args, app, bare_app, db_url: str, out_dir: Path, results: dict) -> None:
+def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: dict) -> None:
     say("loading orgs (services) and sandboxes (bulk, bypassing the unit of work) ...")
     small = load.create_org(app, "small", args.small_projects)
     load.load_sandboxes(app, small, args.small_sandboxes)
@@ -337,7 +383,7 @@ def run_all(args, app, bare_app, db_url: str, out_dir: Path, results: dict) -> N
         say(f"reads: {org.slug} ({args.requests} warm / {args.cold_requests} cold per scenario)")
         started = time.perf_counter()
         stats, problems = inprocess.measure_reads(
-            app, org, small, args.requests, args.cold_requests, args.block
+            app, memo_off, org, small, args.requests, args.cold_requests, args.block
         )
         results["problems"] += problems
         results["reads"].append({

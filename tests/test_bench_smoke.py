@@ -47,9 +47,14 @@ def test_bench_smoke(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "== facets benchmark ==" in out
-    for name in ("floor", "owner_warm", "owner_cold", "member_warm", "owner_304", "raw_owner"):
+    for name in (
+        "floor", "owner_warm", "owner_redis", "owner_cold", "member_warm", "member_redis",
+        "owner_304", "raw_owner",
+    ):
         assert name in out
     assert "owner warm / floor" in out
+    assert "Targets (issue 5)" in out
+    assert len(results["targets"]) == 8
     assert "with / without" in out
     saved = json.loads((tmp_path / "results" / "latest.json").read_text())
     assert [row["slug"] for row in saved["reads"]] == ["small", "org-300", "org-3k"]
