@@ -17,7 +17,7 @@ from flask import current_app, g, request
 
 from facets.errors import HTTPError
 from models import Access, ApiKey, DomainError
-from models.access import load_key_access
+from models.access import read_key_access
 from models.base import utcnow
 from models.services.accounts import API_KEY_PREFIX, API_KEY_PREFIX_LEN, secret_matches
 
@@ -91,10 +91,11 @@ def authenticate_api_key(key: str) -> Principal:
 
     prefix = key[:API_KEY_PREFIX_LEN]
     org_slug = (request.view_args or {}).get("org") if request.method == "GET" else None
-    with state().db.read_connection() as conn:
-        if org_slug is None:
+    db = state().db
+    if org_slug is None:
+        with db.read_connection() as conn:
             return verified_key(key, conn.execute(_API_KEY_STATEMENT, {"prefix": prefix}).first())
-        row = load_key_access(conn, org_slug, prefix)
+    row = read_key_access(db, org_slug, prefix)
     principal = verified_key(key, row)
     request.environ[ACCESS_OUTCOME_KEY] = (org_slug, principal.user_id, row.access)
     return principal

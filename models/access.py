@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from models.errors import DomainError, Forbidden, NotFound
 from models.org import ApiKey, Membership, Org, Role
+from models.prepared import PreparedRead
 from models.project import Project, ProjectMember
+from models.session import Database
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,23 @@ def _access_from_rows(rows, org_slug: str, user_id: uuid.UUID) -> Access:
 def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -> Access:
     """Resolve the org, its facet version, the caller's role and visible projects.
 
-    One statement, so one snapshot and one round trip whatever the role.
+    One statement, so one snapshot and one round trip whatever the role; on ``conn``, for
+    callers that need it inside their transaction (``read_access`` is the request path's).
 
     :raise NotFound: no org has this slug.
     :raise Forbidden: the caller is not a member of the org.
     """
     rows = conn.execute(ACCESS_STATEMENT, {"user_id": user_id, "org_slug": org_slug}).all()
+    return _access_from_rows(rows, org_slug, user_id)
+
+
+_ACCESS_READ = PreparedRead(ACCESS_STATEMENT)
+_KEY_ACCESS_READ = PreparedRead(KEY_ACCESS_STATEMENT)
+
+
+def read_access(db: Database, org_slug: str, user_id: uuid.UUID) -> Access:
+    """``load_access`` as one autocommit read on the hot path (``models.prepared``)."""
+    rows = db.read_rows(_ACCESS_READ, user_id=user_id, org_slug=org_slug)
     return _access_from_rows(rows, org_slug, user_id)
 
 
@@ -124,12 +137,12 @@ class KeyAccess:
     access: Access | DomainError
 
 
-def load_key_access(conn: Connection, org_slug: str, prefix: str) -> KeyAccess | None:
+def read_key_access(db: Database, org_slug: str, prefix: str) -> KeyAccess | None:
     """The API key with this prefix and its owner's access to ``org_slug``, in one statement.
 
     None when no key has this prefix.
     """
-    rows = conn.execute(KEY_ACCESS_STATEMENT, {"prefix": prefix, "org_slug": org_slug}).all()
+    rows = db.read_rows(_KEY_ACCESS_READ, prefix=prefix, org_slug=org_slug)
     if not rows:
         return None
     key = rows[0]

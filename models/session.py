@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.prepared import PreparedRead
+
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
@@ -59,6 +61,10 @@ class Database:
         """
         with self.autocommit_engine.connect() as conn:
             yield conn
+
+    def read_rows(self, prepared: PreparedRead, **params) -> list[tuple]:
+        """The rows of a hot-path ``PreparedRead``, as one autocommit statement."""
+        return prepared.rows(self.autocommit_engine, **params)
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:

@@ -15,6 +15,7 @@ from sqlalchemy import event, select
 
 from facets.extensions import state
 from models import ApiKey
+from models.prepared import PreparedRead
 from models.services import accounts
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
@@ -242,13 +243,25 @@ def test_each_request_is_authenticated_on_its_own_within_one_app_context(app, cl
 
 
 @contextlib.contextmanager
-def statements(app):
-    """Collect the SQL statements (not BEGIN and the like) the app's engines run meanwhile."""
+def statements(app, monkeypatch):
+    """Collect the SQL statements (not BEGIN and the like) the app runs meanwhile.
+
+    Core executions are seen by an engine listener; ``PreparedRead`` runs on the driver
+    connection, below SQLAlchemy's events, so its executions are recorded where they start.
+    """
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if statement.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
             seen.append(statement)
+
+    prepared_rows = PreparedRead.rows
+
+    def rows(self, engine, **params):
+        seen.append(str(self.statement.compile(dialect=engine.dialect)))
+        return prepared_rows(self, engine, **params)
+
+    monkeypatch.setattr(PreparedRead, "rows", rows)
 
     with app.app_context():
         db = state().db
@@ -265,13 +278,13 @@ def statements(app):
 @pytest.mark.parametrize("credential", ["key", "jwt"])
 @pytest.mark.parametrize("path", ["sandboxes/facets", "sandboxes", "projects"])
 def test_an_org_read_costs_one_statement_for_credential_and_access(
-    app, client, member, credential, path
+    app, client, member, credential, path, monkeypatch
 ):
     """An API key and the caller's access to the org come in one statement (a JWT needs none)."""
     headers = bearer(member.key if credential == "key" else make_jwt(member.user_id))
     url = f"/api/v1/org/acme/{path}"
     client.get(url, headers=headers)  # the facets' first read recounts: not under test
-    with statements(app) as seen:
+    with statements(app, monkeypatch) as seen:
         response = client.get(url, headers=headers)
     assert response.status_code == 200, response.json
     if path == "sandboxes/facets":

@@ -9,7 +9,8 @@ from flask_smorest import Blueprint
 from facets.auth import current_principal, prefetched_access
 from facets.extensions import state
 from facets.schemas import APIErrorPayloadSchema
-from models import Access, load_access
+from models import Access
+from models.access import read_access
 from models.services.common import lock_access
 
 blp = Blueprint(
@@ -71,8 +72,7 @@ def caller_access(org: str) -> Access:
     access = prefetched_access(org, user_id)
     if access is not None:
         return access
-    with state().db.read_connection() as conn:
-        return load_access(conn, org, user_id)
+    return read_access(state().db, org, user_id)
 
 
 def as_caller(org: str, service, **kwargs):

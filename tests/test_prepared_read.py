@@ -1,0 +1,100 @@
+"""``PreparedRead``: the hot path's statements on the driver connection answer as Core would."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from facets.extensions import state
+from models.access import ACCESS_STATEMENT, KEY_ACCESS_STATEMENT
+from models.prepared import PreparedRead
+from models.services import accounts
+
+
+@pytest.fixture
+def people(world):
+    """acme with two projects; an owner, a member of both, an outsider; keys of every kind."""
+    world.org("acme")
+    web, api = world.project("acme", "web"), world.project("acme", "api")
+    world.org("globex")
+    owner = world.caller("acme", "owner")
+    member = world.caller("acme", "member", projects_=[web, api])
+    outsider = world.caller("globex", "owner")
+    with world.app.app_context(), state().unit_of_work() as uow:
+        expiring = accounts.create_api_key(
+            uow, email=member.email, expires_in=timedelta(hours=1)
+        ).key
+    with world.app.app_context(), state().unit_of_work() as uow:
+        accounts.revoke_api_key(uow, prefix=owner.key[: accounts.API_KEY_PREFIX_LEN])
+    return {"owner": owner, "member": member, "outsider": outsider, "expiring": expiring}
+
+
+def both_ways(app, statement, **params) -> tuple[list[tuple], list[tuple]]:
+    """The rows of ``statement`` from Core and from a ``PreparedRead``, in one order."""
+    with app.app_context():
+        db = state().db
+        with db.read_connection() as conn:
+            core = [tuple(row) for row in conn.execute(statement, params)]
+        prepared = [tuple(row) for row in db.read_rows(PreparedRead(statement), **params)]
+    return sorted(core, key=repr), sorted(prepared, key=repr)
+
+
+@pytest.mark.parametrize("who", ["owner", "member", "outsider"])
+@pytest.mark.parametrize("org", ["acme", "globex", "no-such-org"])
+def test_access_rows_equal_cores_values_and_types(app, people, who, org):
+    core, prepared = both_ways(app, ACCESS_STATEMENT, user_id=people[who].user_id, org_slug=org)
+    assert prepared == core
+    assert [[type(v) for v in row] for row in prepared] == [[type(v) for v in row] for row in core]
+
+
+@pytest.mark.parametrize("key", ["owner", "member", "outsider", "expiring", "unknown"])
+@pytest.mark.parametrize("org", ["acme", "no-such-org"])
+def test_key_access_rows_equal_cores_values_and_types(app, people, key, org):
+    secret = "sk_" + "0" * 40 if key == "unknown" else getattr(people[key], "key", people[key])
+    prefix = secret[: accounts.API_KEY_PREFIX_LEN]
+    core, prepared = both_ways(app, KEY_ACCESS_STATEMENT, prefix=prefix, org_slug=org)
+    assert prepared == core
+    assert [[type(v) for v in row] for row in prepared] == [[type(v) for v in row] for row in core]
+    if key != "unknown":
+        assert core, "a known key gives rows"
+    if key in ("owner", "expiring"):  # revoked_at / expires_at come back as datetimes
+        assert any(v is not None and hasattr(v, "tzinfo") for v in core[0][2:4])
+
+
+def test_rows_are_named_by_the_statements_column_keys(app, people):
+    with app.app_context():
+        (row, *_) = state().db.read_rows(
+            PreparedRead(ACCESS_STATEMENT), user_id=people["member"].user_id, org_slug="acme"
+        )
+    assert row._fields == ("id", "facet_version", "role", "project_id")
+    assert isinstance(row.id, uuid.UUID) and row.role == "member"
+
+
+@pytest.mark.leg("real")
+def test_a_dropped_connection_is_a_dbapi_error_and_the_pool_recovers(app, people):
+    """The server ends the pooled session: one read fails as Core's error, the next works."""
+    read = PreparedRead(ACCESS_STATEMENT)
+    params = {"user_id": people["member"].user_id, "org_slug": "acme"}
+    with app.app_context():
+        db = state().db
+        pooled = [db.autocommit_engine.raw_connection() for _ in range(3)]
+        for raw in pooled:
+            raw.close()
+        assert db.read_rows(read, **params)
+        with db.engine.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            admin.commit()
+        with pytest.raises(DBAPIError) as raised:
+            db.read_rows(read, **params)
+        assert raised.value.connection_invalidated
+        for _ in range(3):  # not one failure per pooled connection: the pool was replaced
+            assert db.read_rows(read, **params)
