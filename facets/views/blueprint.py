@@ -45,15 +45,22 @@ ERROR_DESCRIPTIONS = {
 
 
 def documents_errors(*statuses: int):
-    """Document each status as an ``APIErrorPayload`` response of the operation."""
+    """Document each status as an ``APIErrorPayload`` response of the operation.
+
+    ``alt_response`` wraps the view in one pass-through layer per status, there only to carry
+    the documentation; the facets view documents eleven, which cost ~50 us per request. The
+    documentation they build is kept on the view itself and the layers are dropped.
+    """
 
     def decorator(view):
+        documented = view
         for status in statuses:
-            view = blp.alt_response(
+            documented = blp.alt_response(
                 status,
                 schema=APIErrorPayloadSchema,
                 description=ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
-            )(view)
+            )(documented)
+        view._apidoc = documented._apidoc
         return view
 
     return decorator
