@@ -1,7 +1,8 @@
 """The HTTP leg: the bench app under gunicorn (the project's gunicorn.conf.py), driven by wrk.
 
 wrk keeps connections alive (HTTP/1.1). Warm small-org facets and the floor alternate, a few
-seconds each, several rounds; the medians over rounds are reported. wrk runs on the same two
+seconds each, several rounds; the medians over rounds are reported, and the req/s ratio is the
+median of each round's facets / floor ratio. wrk runs on the same two
 cores as gunicorn, so absolute req/s are lower than on a separate load generator; the ratio is
 the number to watch.
 """
@@ -162,6 +163,15 @@ def measure_http(
             "requests": sum(x["requests"] or 0 for x in results),
             "rounds_rps": [x["rps"] for x in results],
         }
+    # A burst of someone else's work slows neighbouring runs alike: the ratio of each round's
+    # two runs (run back to back) is steadier than the ratio of the two medians.
+    pairs = [
+        a["rps"] / b["rps"]
+        for a, b in zip(runs["facets"], runs["floor"], strict=True)
+        if a["rps"] and b["rps"]
+    ]
+    summary["round_ratios"] = [round(x, 3) for x in pairs]
+    summary["ratio"] = _median(pairs)
     return summary
 
 
