@@ -288,3 +288,26 @@ def test_the_reported_window(windows, reported):
     from facets.limits import Window, window_to_report
 
     assert window_to_report([Window(*w) for w in windows]) == Window(*reported)
+
+
+def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch, caplog):
+    """Down: memory counts (one transition counted); back: Redis counts again, logged once."""
+    import facets.limits
+    from conftest import redis_down
+
+    monkeypatch.setattr(facets.limits, "REDIS_RETRY_S", 0.0)  # retry on every request
+    app = make_app(FACETS_RATE_LIMIT="10/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "9"  # Redis
+    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    with redis_down(app):
+        for remaining in ("9", "8"):  # memory starts its own count
+            assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == remaining
+    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before + 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="facets.limits"):
+        back = client.get(FACETS, headers=owner)
+    assert back.headers["RateLimit-Remaining"] == "8"  # Redis's count goes on where it was
+    assert [r.getMessage() for r in caplog.records] == ["rate limit storage reachable again"]
