@@ -43,11 +43,18 @@ class Database:
         )
         # Its own pool, autocommit from connect: switching a pooled connection's isolation
         # level per checkout would double the cost of the hot path's one-statement reads.
+        # An autocommit connection never holds a transaction, so there is nothing to roll
+        # back when it returns to the pool.
         self.autocommit_engine: Engine = (
             self.engine
             if self.is_sqlite
             else create_engine(
-                url, echo=echo, pool_size=10, pool_recycle=1800, isolation_level="AUTOCOMMIT"
+                url,
+                echo=echo,
+                pool_size=10,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
             )
         )
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
