@@ -140,8 +140,19 @@ def current_version(st: FacetsState, org_id: uuid.UUID) -> int:
 def recount_under_lease(
     st: FacetsState, access: Access, flt: FacetFilter, token: str
 ) -> tuple[Access, FacetCounts]:
-    """Recount and install while holding the org's lease, then give it back."""
+    """Recount and install while holding the org's lease, then give it back.
+
+    The hash is looked up once more first: a reader that missed it just before the previous
+    lease holder installed it and let go would otherwise recount the same version again.
+    """
     try:
+        try:
+            _, counts = cached_counts(st.cache, access, flt)
+        except redis.RedisError as exc:
+            st.cache.absorb("read", exc)
+            counts = None
+        if counts is not None:
+            return access, counts
         return recount_counts(st, access, flt, install=True)
     finally:
         st.cache.release_lease(access.org_id, token)

@@ -135,3 +135,36 @@ def test_a_waiter_is_served_by_the_lease_holders_install(app_config, monkeypatch
     assert len(recounts) == 1
     with app.app_context():
         state().db.dispose()
+
+
+def test_a_reader_granted_the_lease_after_an_install_does_not_recount(app, monkeypatch):
+    """Missed the hash, then the previous holder installed it and let go: no second recount."""
+    world = World(app)
+    world.org("big")
+    owner = world.caller("big", "owner")
+    world.sandboxes("big", None, "paused", 3)
+    with app.app_context():
+        st = state()
+        st.redis.flushdb()
+    cache = st.cache
+    recounts = []
+    real_recount, real_acquire = read_module.recount_org, cache.acquire_lease
+
+    def counted_recount(db, org_id, **kwargs):
+        recounts.append(org_id)
+        return real_recount(db, org_id, **kwargs)
+
+    def acquire_after_another_reader(org_id):
+        # The first reader to ask is overtaken by another one, which recounts, installs and
+        # lets go of the lease; only then does the first get it.
+        if not recounts:
+            monkeypatch.setattr(cache, "acquire_lease", real_acquire)
+            assert app.test_client().get(FACETS, headers=owner.headers).status_code == 200
+        return real_acquire(org_id)
+
+    monkeypatch.setattr(read_module, "recount_org", counted_recount)
+    monkeypatch.setattr(cache, "acquire_lease", acquire_after_another_reader)
+    response = app.test_client().get(FACETS, headers=owner.headers)
+    assert response.status_code == 200
+    assert response.json["states"] == [{"count": 3, "value": "paused"}]
+    assert len(recounts) == 1
