@@ -48,14 +48,7 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
     if request.if_none_match.contains_weak(etag):
         FACETS_SERVED.labels(path="not_modified").inc()
         g.facets_path = "not_modified"
-        return Response(
-            status=304,
-            headers={
-                "ETag": quote_etag(etag),
-                "Cache-Control": CACHE_CONTROL,
-                VERSION_HEADER: str(access.version),
-            },
-        )
+        return _tagged(Response(status=304), etag, access.version)
     return facets_response(org, access, flt, etag)
 
 
@@ -83,7 +76,7 @@ def facets_response(org: str, access: Access, flt: FacetFilter, etag: str) -> Re
 
 
 def _tagged(response: Response, etag: str, version: int) -> Response:
-    """A ``200`` facets response with the headers naming what it is exactly the body of."""
+    """A facets response (``200`` or ``304``) with the headers naming the version it is of."""
     response.headers["ETag"] = quote_etag(etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.headers[VERSION_HEADER] = str(version)
