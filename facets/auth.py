@@ -11,13 +11,12 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
-from sqlalchemy import bindparam, select
 
 from flask import current_app, g, request
 
 from facets.errors import HTTPError
-from models import Access, ApiKey, DomainError
-from models.access import read_key_access
+from models import Access, DomainError
+from models.access import read_api_key, read_key_access
 from models.base import utcnow
 from models.services.accounts import API_KEY_PREFIX, API_KEY_PREFIX_LEN, secret_matches
 
@@ -65,10 +64,6 @@ def bearer_credential() -> str:
     return credential.strip()
 
 
-_API_KEY_STATEMENT = select(
-    ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at
-).where(ApiKey.prefix == bindparam("prefix"))
-
 ACCESS_OUTCOME_KEY = "facets.access_outcome"
 
 
@@ -93,8 +88,7 @@ def authenticate_api_key(key: str) -> Principal:
     org_slug = (request.view_args or {}).get("org") if request.method == "GET" else None
     db = state().db
     if org_slug is None:
-        with db.read_connection() as conn:
-            return verified_key(key, conn.execute(_API_KEY_STATEMENT, {"prefix": prefix}).first())
+        return verified_key(key, read_api_key(db, prefix))
     row = read_key_access(db, org_slug, prefix)
     principal = verified_key(key, row)
     request.environ[ACCESS_OUTCOME_KEY] = (org_slug, principal.user_id, row.access)

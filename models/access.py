@@ -40,8 +40,6 @@ class Access:
         return self.role.sees_everything
 
 
-# Built once: constructing these statements costs more than running them (SQLAlchemy then
-# reuses their compiled form), and one of them runs on every API request.
 def _access_columns_from(source, user_id):
     """``source`` joined to the org (by slug), the caller's membership and own projects.
 
@@ -62,22 +60,25 @@ def _access_columns_from(source, user_id):
     )
 
 
+# Built once: constructing these statements costs more than running them (SQLAlchemy then
+# reuses their compiled form), and one of them runs on every API request.
+_KEY_COLUMNS = (ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at)
 _ACCESS_COLUMNS = (Org.id, Org.facet_version, Membership.role, ProjectMember.project_id)
 _ORG_SLUG = bindparam("org_slug")
 _USER_ID = bindparam("user_id")
+_PREFIX = bindparam("prefix")
+API_KEY_STATEMENT = select(*_KEY_COLUMNS).where(ApiKey.prefix == _PREFIX)
 ACCESS_STATEMENT = (
     select(*_ACCESS_COLUMNS)
     .select_from(_access_columns_from(Org.__table__, _USER_ID))
     .where(Org.slug == _ORG_SLUG)
 )
 KEY_ACCESS_STATEMENT = (
-    select(
-        ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at, *_ACCESS_COLUMNS
-    )
+    select(*_KEY_COLUMNS, *_ACCESS_COLUMNS)
     .select_from(
         _access_columns_from(ApiKey.__table__.outerjoin(Org, Org.slug == _ORG_SLUG), ApiKey.user_id)
     )
-    .where(ApiKey.prefix == bindparam("prefix"))
+    .where(ApiKey.prefix == _PREFIX)
 )
 
 
@@ -112,6 +113,7 @@ def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -
     return _access_from_rows(rows, org_slug, user_id)
 
 
+_API_KEY_READ = PreparedRead(API_KEY_STATEMENT)
 _ACCESS_READ = PreparedRead(ACCESS_STATEMENT)
 _KEY_ACCESS_READ = PreparedRead(KEY_ACCESS_STATEMENT)
 
@@ -135,6 +137,15 @@ class KeyAccess:
     expires_at: datetime | None
     revoked_at: datetime | None
     access: Access | DomainError
+
+
+def read_api_key(db: Database, prefix: str):
+    """The stored fields of the API key with this prefix (a row of ``_KEY_COLUMNS``), or None.
+
+    The key is not checked here: the caller verifies secret, revocation and expiry.
+    """
+    rows = db.read_rows(_API_KEY_READ, prefix=prefix)
+    return rows[0] if rows else None
 
 
 def read_key_access(db: Database, org_slug: str, prefix: str) -> KeyAccess | None:
