@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import uuid
 import warnings
@@ -11,11 +10,11 @@ from datetime import timedelta
 import jwt
 import pytest
 from conftest import JWT_SECRET, make_jwt
-from sqlalchemy import event, select
+from sqlalchemy import select
+from test_warm_path import statements
 
 from facets.extensions import state
 from models import ApiKey
-from models.prepared import PreparedRead
 from models.services import accounts
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
@@ -242,49 +241,16 @@ def test_each_request_is_authenticated_on_its_own_within_one_app_context(app, cl
         assert client.get(facets, headers=owner.headers).status_code == 200
 
 
-@contextlib.contextmanager
-def statements(app, monkeypatch):
-    """Collect the SQL statements (not BEGIN and the like) the app runs meanwhile.
-
-    Core executions are seen by an engine listener; ``PreparedRead`` runs on the driver
-    connection, below SQLAlchemy's events, so its executions are recorded where they start.
-    """
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if statement.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
-            seen.append(statement)
-
-    prepared_rows = PreparedRead.rows
-
-    def rows(self, engine, **params):
-        seen.append(str(self.statement.compile(dialect=engine.dialect)))
-        return prepared_rows(self, engine, **params)
-
-    monkeypatch.setattr(PreparedRead, "rows", rows)
-
-    with app.app_context():
-        db = state().db
-    engines = {id(e): e for e in (db.engine, db.autocommit_engine)}.values()
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-
-
 @pytest.mark.parametrize("credential", ["key", "jwt"])
 @pytest.mark.parametrize("path", ["sandboxes/facets", "sandboxes", "projects"])
 def test_an_org_read_costs_one_statement_for_credential_and_access(
-    app, client, member, credential, path, monkeypatch
+    app, client, member, credential, path
 ):
     """An API key and the caller's access to the org come in one statement (a JWT needs none)."""
     headers = bearer(member.key if credential == "key" else make_jwt(member.user_id))
     url = f"/api/v1/org/acme/{path}"
     client.get(url, headers=headers)  # the facets' first read recounts: not under test
-    with statements(app, monkeypatch) as seen:
+    with statements(app) as seen:
         response = client.get(url, headers=headers)
     assert response.status_code == 200, response.json
     if path == "sandboxes/facets":

@@ -1,6 +1,6 @@
 """The warm path: served from the Redis hashes with no SQL aggregate, byte-identical to cold.
 
-Statements are counted with a ``before_cursor_execute`` listener on the app's engine; the
+Statements are counted with ``statements`` (Core listeners and ``PreparedRead`` runs); the
 path that answered is read from ``facets_served_total`` deltas.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections import Counter
+from unittest import mock
 
 import pytest
 from sqlalchemy import event, select
@@ -17,6 +18,7 @@ from facets.cache import CounterCache
 from facets.extensions import state
 from facets.metrics import FACETS_SERVED
 from models import Org
+from models.prepared import PreparedRead
 
 SLUG = "acme"
 PATHS = ("warm", "cold", "empty", "not_modified")
@@ -32,19 +34,35 @@ def served() -> Counter[str]:
 
 @contextlib.contextmanager
 def statements(app):
-    """Collect the SQL text of every statement the app's engine executes meanwhile."""
+    """Collect the SQL statements (not BEGIN and the like) the app runs meanwhile.
+
+    Core executions are seen by a listener on each of the app's engines; ``PreparedRead``
+    runs on the driver connection, below SQLAlchemy's events, so its executions are recorded
+    where they start.
+    """
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
+        if statement.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            seen.append(statement)
+
+    prepared_rows = PreparedRead.rows
+
+    def rows(self, engine, **params):
+        seen.append(str(self.statement.compile(dialect=engine.dialect)))
+        return prepared_rows(self, engine, **params)
 
     with app.app_context():
-        engine = state().db.engine
-    event.listen(engine, "before_cursor_execute", record)
+        db = state().db
+    engines = {id(e): e for e in (db.engine, db.autocommit_engine)}.values()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
-        yield seen
+        with mock.patch.object(PreparedRead, "rows", rows):
+            yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def aggregates(seen: list[str]) -> list[str]:
