@@ -6,8 +6,9 @@ import functools
 import uuid
 
 import pytest
-from conftest import World, make_jwt
+from conftest import World, make_jwt, redis_down
 
+import facets.limits
 from facets.extensions import state
 from facets.metrics import RATE_LIMITED, REDIS_ERRORS
 
@@ -292,9 +293,6 @@ def test_the_reported_window(windows, reported):
 
 def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch, caplog):
     """Down: memory counts (one transition counted); back: Redis counts again, logged once."""
-    import facets.limits
-    from conftest import redis_down
-
     monkeypatch.setattr(facets.limits, "REDIS_RETRY_S", 0.0)  # retry on every request
     app = make_app(FACETS_RATE_LIMIT="10/minute")
     _, callers = acme(app)
