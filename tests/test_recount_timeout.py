@@ -97,31 +97,41 @@ def test_waiting_past_the_limit_on_another_readers_lease_is_a_504(slow_app):
     assert client.get(FACETS, headers=owner.headers).status_code == 200
 
 
-def test_a_waiter_is_served_by_the_lease_holders_install(app_config, monkeypatch):
-    """Many cold readers, one recount: the others are answered from the installed hash."""
-    app = create_app(app_config)
+@pytest.fixture
+def cold_owner(app):
+    """The owner of ``big`` (three paused sandboxes), with nothing in Redis."""
     world = World(app)
     world.org("big")
     owner = world.caller("big", "owner")
     world.sandboxes("big", None, "paused", 3)
     with app.app_context():
-        st = state()
-        st.redis.flushdb()
-    recounts = []
-    gate = threading.Event()
+        state().redis.flushdb()
+    return owner
+
+
+def record_recounts(monkeypatch, then=lambda: None) -> list[uuid.UUID]:
+    """The org ids recounted from now on (``then`` runs before each recount proceeds)."""
+    recounts: list[uuid.UUID] = []
     real_recount = read_module.recount_org
 
-    def slow_recount(db, org_id, **kwargs):
+    def recount(db, org_id, **kwargs):
         recounts.append(org_id)
-        gate.wait(5)
+        then()
         return real_recount(db, org_id, **kwargs)
 
+    monkeypatch.setattr(read_module, "recount_org", recount)
+    return recounts
+
+
+def test_a_waiter_is_served_by_the_lease_holders_install(app, cold_owner, monkeypatch):
+    """Many cold readers, one recount: the others are answered from the installed hash."""
+    gate = threading.Event()
     results = []
 
     def fetch():
-        results.append(app.test_client().get(FACETS, headers=owner.headers))
+        results.append(app.test_client().get(FACETS, headers=cold_owner.headers))
 
-    monkeypatch.setattr(read_module, "recount_org", slow_recount)
+    recounts = record_recounts(monkeypatch, then=lambda: gate.wait(5))
     readers = [threading.Thread(target=fetch) for _ in range(4)]
     for reader in readers:
         reader.start()
@@ -133,38 +143,27 @@ def test_a_waiter_is_served_by_the_lease_holders_install(app_config, monkeypatch
     assert [r.status_code for r in results] == [200] * 4
     assert {r.get_data() for r in results} == {results[0].get_data()}
     assert len(recounts) == 1
-    with app.app_context():
-        state().db.dispose()
 
 
-def test_a_reader_granted_the_lease_after_an_install_does_not_recount(app, monkeypatch):
+def test_a_reader_granted_the_lease_after_an_install_does_not_recount(
+    app, cold_owner, monkeypatch
+):
     """Missed the hash, then the previous holder installed it and let go: no second recount."""
-    world = World(app)
-    world.org("big")
-    owner = world.caller("big", "owner")
-    world.sandboxes("big", None, "paused", 3)
     with app.app_context():
-        st = state()
-        st.redis.flushdb()
-    cache = st.cache
-    recounts = []
-    real_recount, real_acquire = read_module.recount_org, cache.acquire_lease
-
-    def counted_recount(db, org_id, **kwargs):
-        recounts.append(org_id)
-        return real_recount(db, org_id, **kwargs)
+        cache = state().cache
+    real_acquire = cache.acquire_lease
 
     def acquire_after_another_reader(org_id):
         # The first reader to ask is overtaken by another one, which recounts, installs and
         # lets go of the lease; only then does the first get it.
         if not recounts:
             monkeypatch.setattr(cache, "acquire_lease", real_acquire)
-            assert app.test_client().get(FACETS, headers=owner.headers).status_code == 200
+            assert app.test_client().get(FACETS, headers=cold_owner.headers).status_code == 200
         return real_acquire(org_id)
 
-    monkeypatch.setattr(read_module, "recount_org", counted_recount)
+    recounts = record_recounts(monkeypatch)
     monkeypatch.setattr(cache, "acquire_lease", acquire_after_another_reader)
-    response = app.test_client().get(FACETS, headers=owner.headers)
+    response = app.test_client().get(FACETS, headers=cold_owner.headers)
     assert response.status_code == 200
     assert response.json["states"] == [{"count": 3, "value": "paused"}]
     assert len(recounts) == 1
