@@ -25,7 +25,7 @@ from sqlalchemy import select
 from facets.cache import CounterCache, KeyedCell, cell_field, keyed_cells
 from facets.extensions import FacetsState, state
 from facets.labels import Labels
-from facets.metrics import CACHE_RECOUNTS, FACETS_SERVED, LEASE_WAITS
+from facets.metrics import CACHE_RECOUNTS, LEASE_WAITS
 from models import SANDBOX_STATES, Access, NotFound, Org
 from models.errors import Timeout
 from models.recount import recount_org
@@ -202,7 +202,6 @@ def read_counts(
     again once (``refresh``) so that a busy org keeps being served warm.
     """
     if flt.project_id is not None and not access.sees_project(flt.project_id):
-        FACETS_SERVED.labels(path="empty").inc()
         return access, FacetCounts({}, {}, "empty")
     st = state()
     try:
@@ -215,7 +214,6 @@ def read_counts(
         access, counts = recount_counts(st, access, flt, install=False)
     if counts is None:
         access, counts = cold_counts(st, access, flt)
-    FACETS_SERVED.labels(path=counts.path).inc()
     return access, counts
 
 
