@@ -107,31 +107,54 @@ FILTERS: list[tuple[tuple[str, ...], str | None]] = [
 ]
 
 
-class Reader(threading.Thread):
-    """Reads facets as one caller with assorted filters and judges every answer."""
+class Client(threading.Thread):
+    """A soak client: ``once()`` up to ``max_requests`` times, pausing between, until stopped.
 
-    def __init__(self, *, base_url, org, callers, projects, oracle, stop, max_requests, seed):
+    A crash of the soak's own code ends the client and is recorded as a problem.
+    """
+
+    role = "client"
+    pause_s = (0.0, 0.0)
+
+    def __init__(self, *, stop, max_requests, seed, result) -> None:
         super().__init__(daemon=True)
-        self.base_url, self.org, self.callers = base_url, org, callers
-        self.oracle, self.stop, self.max_requests = oracle, stop, max_requests
-        self.filters = FILTERS + [((), p) for p in projects] + [(("running",), projects[0])]
+        self.stop, self.max_requests = stop, max_requests
         self.rng = random.Random(seed)
-        self.seen: dict[tuple[str, str], tuple[str, dict]] = {}  # (caller, etag) -> (version, body)
-        self.last_etag: dict[tuple, str] = {}
-        self.result = Observed()
+        self.result = result
+
+    def ready(self) -> bool:
+        """Whether to go on (may wait for its turn)."""
+        return not self.stop.is_set()
+
+    def once(self) -> None:
+        raise NotImplementedError
 
     def run(self) -> None:
         for _ in range(self.max_requests):
-            if self.stop.is_set():
+            if not self.ready():
                 return
             try:
-                self.read_once()
+                self.once()
             except Exception as exc:  # a bug in the soak itself must not pass silently
-                self.result.problems.append(f"reader crashed: {exc!r}")
+                self.result.problems.append(f"{self.role} crashed: {exc!r}")
                 return
-            time.sleep(self.rng.uniform(0.002, 0.01))
+            time.sleep(self.rng.uniform(*self.pause_s))
 
-    def read_once(self) -> None:
+
+class Reader(Client):
+    """Reads facets as one caller with assorted filters and judges every answer."""
+
+    role = "reader"
+    pause_s = (0.002, 0.01)
+
+    def __init__(self, *, base_url, org, callers, projects, oracle, stop, max_requests, seed):
+        super().__init__(stop=stop, max_requests=max_requests, seed=seed, result=Observed())
+        self.base_url, self.org, self.callers, self.oracle = base_url, org, callers, oracle
+        self.filters = FILTERS + [((), p) for p in projects] + [(("running",), projects[0])]
+        self.seen: dict[tuple[str, str], tuple[str, dict]] = {}  # (caller, etag) -> (version, body)
+        self.last_etag: dict[tuple, str] = {}
+
+    def once(self) -> None:
         caller = self.rng.choice(self.callers)
         states, project_id = self.rng.choice(self.filters)
         params = [("state", s) for s in states]
@@ -180,32 +203,26 @@ class Reader(threading.Thread):
             )
 
 
-class Writer(threading.Thread):
+class Writer(Client):
     """Creates, pauses/resumes/kills, moves and deletes its own sandboxes, while allowed."""
 
+    role = "writer"
+    pause_s = (0.01, 0.05)
+
     def __init__(self, *, base_url, org, caller, projects, allowed, stop, max_requests, seed):
-        super().__init__(daemon=True)
+        super().__init__(stop=stop, max_requests=max_requests, seed=seed, result=Written())
         self.base_url, self.org, self.caller, self.projects = base_url, org, caller, projects
-        self.allowed, self.stop, self.max_requests = allowed, stop, max_requests
-        self.rng = random.Random(seed)
+        self.allowed = allowed
         self.mine: dict[uuid.UUID, dict[str, Any]] = {}
-        self.result = Written()
 
-    def run(self) -> None:
-        for _ in range(self.max_requests):
-            while not self.allowed.wait(0.05):
-                if self.stop.is_set():
-                    return
+    def ready(self) -> bool:
+        """Wait for a burst (``allowed``), unless stopped meanwhile."""
+        while not self.allowed.wait(0.05):
             if self.stop.is_set():
-                return
-            try:
-                self.write_once()
-            except Exception as exc:  # a bug in the soak itself must not pass silently
-                self.result.problems.append(f"writer crashed: {exc!r}")
-                return
-            time.sleep(self.rng.uniform(0.01, 0.05))
+                return False
+        return super().ready()
 
-    def write_once(self) -> None:
+    def once(self) -> None:
         live = [sid for sid, s in self.mine.items() if sid not in self.result.uncertain]
         changeable = [sid for sid in live if self.mine[sid]["state"] != "killed"]
         roll = self.rng.random()
