@@ -13,9 +13,11 @@ Windows are fixed and start at their first hit (``limits``' fixed-window strateg
 strings are parsed by ``limits``). The counters live in the app's Redis (so workers share
 them; with the embedded ``fakeredis://`` they live in the process) and all windows of a budget
 are counted *and read back* by one Lua call: a limited request costs one Redis round trip, and
-the ``RateLimit-*`` headers come with it. When Redis fails the limiter fails open onto
-per-process memory counters (logged, and counted as ``facets_redis_errors_total{op=
-"rate_limit"}``) and tries Redis again after ``REDIS_RETRY_S``.
+the ``RateLimit-*`` headers come with it. A GET does not wait for that round trip: the script
+is sent, the view runs meanwhile (it only reads), and the reply then decides between the
+view's answer and the 429. When Redis fails the limiter fails open onto per-process memory
+counters (logged, and counted as ``facets_redis_errors_total{op="rate_limit"}``) and tries
+Redis again after ``REDIS_RETRY_S``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 FACETS_ENDPOINT = "sandboxes.get_sandbox_facets"
 MUTATING_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+READ_METHODS = frozenset({"GET", "HEAD"})
 REDIS_RETRY_S = 1.0
 WINDOWS_KEY = "facets.rate_limit_windows"
 
@@ -84,6 +87,11 @@ class Budget:
             "retry after the number of seconds in the Retry-After header.",
         )
 
+    @property
+    def expiries(self) -> list[int]:
+        """Each window's length in seconds (the script's ARGV)."""
+        return [item.get_expiry() for item in self.items]
+
     def keys(self, caller: str) -> list[str]:
         # One hash tag per caller and budget: a cluster keeps the script's keys on one slot.
         return [
@@ -118,10 +126,33 @@ def window_to_report(windows: list[Window]) -> Window:
     return min(windows, key=lambda w: (w.remaining, -w.reset_in))
 
 
+class PendingHit:
+    """A hit sent to Redis, its reply read when the request needs it (``windows``).
+
+    Until then the request goes on, so the Redis round trip overlaps the request's own work.
+    The reply is read once, by the first call of ``windows``, and the connection goes back to
+    its pool then.
+    """
+
+    def __init__(self, limiter: RateLimiter, budget: Budget, keys: list[str]) -> None:
+        self.limiter = limiter
+        self.budget = budget
+        self.keys = keys
+        self.sent_on: tuple[redis.ConnectionPool, redis.Connection] | None = None
+        self._windows: list[Window] | None = None
+
+    def windows(self) -> list[Window]:
+        """Every window of the budget after this hit (Redis's count, else process memory's)."""
+        if self._windows is None:
+            self._windows = self.limiter.receive(self)
+        return self._windows
+
+
 class RateLimiter:
     """Counts hits of budgets per caller in Redis, or in process memory while Redis is down."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self._client = client
         self._script = client.register_script(WINDOWS_SCRIPT)
         self._memory = MemoryStorage()
         self._lock = threading.Lock()
@@ -130,19 +161,64 @@ class RateLimiter:
 
     def hit(self, budget: Budget, caller: str) -> list[Window]:
         """Count one hit on every window of ``budget`` for ``caller``; the windows after it."""
-        keys = budget.keys(caller)
-        if not self._dead or time.monotonic() >= self._retry_at:
+        return self.send(budget, caller).windows()
+
+    def send(self, budget: Budget, caller: str) -> PendingHit:
+        """Count one hit for ``caller`` without waiting for Redis's answer.
+
+        The script goes out now on a pooled connection; ``PendingHit.windows`` reads the reply.
+        A hit that cannot be sent is left to ``receive``, which retries as the client does.
+        """
+        pending = PendingHit(self, budget, budget.keys(caller))
+        if self._resting():
+            return pending
+        pool = self._client.connection_pool
+        try:
+            connection = pool.get_connection()
+        except redis.RedisError:
+            return pending
+        try:
+            connection.send_command(
+                "EVALSHA", self._script.sha, len(pending.keys), *pending.keys, *budget.expiries
+            )
+        except redis.RedisError:
+            connection.disconnect()
+            pool.release(connection)
+            return pending
+        pending.sent_on = (pool, connection)
+        return pending
+
+    def receive(self, pending: PendingHit) -> list[Window]:
+        """The windows ``pending`` counted: the sent script's reply, else a call of the script
+        through the client (which loads it and retries), else process memory's count."""
+        budget, keys = pending.budget, pending.keys
+        flat = None
+        if pending.sent_on is not None:
+            pool, connection = pending.sent_on
+            pending.sent_on = None
             try:
-                flat = self._script(keys=keys, args=[i.get_expiry() for i in budget.items])
+                flat = connection.read_response()  # disconnects itself on a socket error
+            except redis.RedisError:
+                pass  # NOSCRIPT (a flushed or restarted Redis) ran nothing; a lost reply is retried
+            finally:
+                pool.release(connection)
+        if flat is None:
+            if self._resting():
+                return self._hit_in_memory(budget, keys)
+            try:
+                flat = self._script(keys=keys, args=budget.expiries)
             except redis.RedisError as error:
                 self._went_dead(error)
-            else:
-                self._came_back()
-                return [
-                    Window(item.amount, int(flat[2 * i]), int(flat[2 * i + 1]))
-                    for i, item in enumerate(budget.items)
-                ]
-        return self._hit_in_memory(budget, keys)
+                return self._hit_in_memory(budget, keys)
+        self._came_back()
+        return [
+            Window(item.amount, int(flat[2 * i]), int(flat[2 * i + 1]))
+            for i, item in enumerate(budget.items)
+        ]
+
+    def _resting(self) -> bool:
+        """Redis is down and not yet due for another try."""
+        return self._dead and time.monotonic() < self._retry_at
 
     def _hit_in_memory(self, budget: Budget, keys: list[str]) -> list[Window]:
         now = time.time()
@@ -195,19 +271,38 @@ def _verified_caller() -> str | None:
 
 
 def limited(limiter: RateLimiter, budget: Budget, methods: tuple[str, ...] | None, view):
-    """``view``, refused with 429 once the caller has spent ``budget`` (for ``methods`` only)."""
+    """``view``, refused with 429 once the caller has spent ``budget`` (for ``methods`` only).
+
+    A read's view runs while Redis counts the hit: it changes nothing, so the response of a
+    caller found over the limit is dropped, and the 429 still wins over any error of the view.
+    A mutation waits for the count before its view runs.
+    """
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if methods is None or request.method in methods:
-            windows = limiter.hit(budget, caller_key())
-            request.environ[WINDOWS_KEY] = windows
-            if any(w.breached for w in windows):
-                RATE_LIMITED.labels(limit=budget.name).inc()
-                raise RateLimited(budget.message)
-        return view(*args, **kwargs)
+        if methods is not None and request.method not in methods:
+            return view(*args, **kwargs)
+        pending = limiter.send(budget, caller_key())
+        if request.method not in READ_METHODS:
+            refuse_if_spent(budget, pending.windows())
+            return view(*args, **kwargs)
+        try:
+            response = view(*args, **kwargs)
+        finally:
+            # Always read the reply (the connection goes back to the pool clean); a 429
+            # raised here replaces whatever the view raised.
+            refuse_if_spent(budget, pending.windows())
+        return response
 
     return wrapper
+
+
+def refuse_if_spent(budget: Budget, windows: list[Window]) -> None:
+    """Keep the windows for the headers; raise the 429 if any of them is spent."""
+    request.environ[WINDOWS_KEY] = windows
+    if any(w.breached for w in windows):
+        RATE_LIMITED.labels(limit=budget.name).inc()
+        raise RateLimited(budget.message)
 
 
 def add_rate_limit_headers(response: Response) -> Response:

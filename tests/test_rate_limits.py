@@ -6,6 +6,7 @@ import functools
 import uuid
 
 import pytest
+import redis as redis_lib
 from conftest import World, make_jwt, redis_down
 
 import facets.limits
@@ -121,6 +122,85 @@ def test_the_limit_comes_before_authentication_and_validation(make_app):
     owner = callers["owner"].headers
     assert client.post(SANDBOXES, json={"state": "bogus"}, headers=owner).status_code == 422
     assert_limited(client.post(SANDBOXES, json={"state": "bogus"}, headers=owner), 1)
+
+
+def test_a_spent_read_is_refused_whatever_its_view_would_answer(make_app):
+    """A GET's view runs while Redis counts; the 429 still wins over its 422, 404 or 200."""
+    app = make_app(FACETS_RATE_LIMIT="1/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert client.get(FACETS, headers=owner).status_code == 200
+    assert_limited(client.get(FACETS, query_string={"state": "bogus"}, headers=owner), 1)
+    assert_limited(client.get("/api/v1/org/nope/sandboxes/facets", headers=owner), 1)
+    assert_limited(client.get(FACETS, headers=owner), 1)
+    head = client.head(FACETS, headers=owner)
+    assert (head.status_code, head.headers["RateLimit-Remaining"]) == (429, "0")
+
+
+def test_every_redis_connection_goes_back_to_the_pool_clean(make_app):
+    """Whatever a limited request answers, its connection is back in the pool, nothing unread."""
+    app = make_app(FACETS_RATE_LIMIT="4/minute", MUTATION_RATE_LIMIT="1/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    etag = client.get(FACETS, headers=owner).headers["ETag"]
+    assert client.get(FACETS, headers={**owner, "If-None-Match": etag}).status_code == 304
+    assert client.get(FACETS, query_string={"state": "bogus"}, headers=owner).status_code == 422
+    assert client.get(FACETS).status_code == 401
+    assert client.get(FACETS, headers=owner).status_code == 200
+    assert client.get(FACETS, headers=owner).status_code == 429
+    assert client.post(SANDBOXES, json={}, headers=owner).status_code == 201
+    assert client.post(SANDBOXES, json={}, headers=owner).status_code == 429
+    with app.app_context():
+        pool = state().redis.connection_pool
+        assert not pool._in_use_connections
+        for connection in pool._available_connections:
+            assert not connection.can_read()  # no reply left waiting on a pooled connection
+
+
+def test_a_flushed_script_is_loaded_again_and_the_hit_counted_once(make_app):
+    """NOSCRIPT (Redis restarted or its scripts flushed) runs nothing: the hit is sent again."""
+    app = make_app(FACETS_RATE_LIMIT="5/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "4"
+    with app.app_context():
+        state().redis.script_flush()
+    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "3"
+    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "2"
+    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before
+
+
+def test_a_lost_reply_is_retried_on_a_fresh_connection(make_app, monkeypatch):
+    """The connection breaks after the script went out: the client's retry counts the hit
+    again on a new connection (the lost hit may have counted too), and nothing fails open."""
+    app = make_app(FACETS_RATE_LIMIT="5/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "4"
+    with app.app_context():
+        connection_class = state().redis.connection_pool.connection_class
+    real = connection_class.read_response
+    broken = []
+
+    def lose_first_reply(connection, *args, **kwargs):
+        if not broken:
+            broken.append(connection)
+            connection.disconnect()
+            raise redis_lib.ConnectionError("connection lost")
+        return real(connection, *args, **kwargs)
+
+    monkeypatch.setattr(connection_class, "read_response", lose_first_reply)
+    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    response = client.get(FACETS, headers=owner)
+    assert response.status_code == 200
+    assert broken
+    assert response.headers["RateLimit-Remaining"] in ("3", "2")
+    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before
 
 
 @pytest.mark.parametrize(
@@ -252,15 +332,15 @@ def test_several_windows_cost_one_redis_call_and_the_tightest_is_reported(make_a
     owner = callers["owner"].headers
     client.get(FACETS, headers=owner)  # warm the counts: only the limiter talks to Redis below
     with app.app_context():
-        redis = state().redis
+        connection_class = state().redis.connection_pool.connection_class
     calls = []
-    real = redis.execute_command
+    real = connection_class.send_command
 
-    def counted(*args, **kwargs):
+    def counted(connection, *args, **kwargs):
         calls.append(args[0])
-        return real(*args, **kwargs)
+        return real(connection, *args, **kwargs)
 
-    monkeypatch.setattr(redis, "execute_command", counted)
+    monkeypatch.setattr(connection_class, "send_command", counted)
     monkeypatch.setattr(app.extensions["facets_limiter"], "_memory", None)  # Redis, not memory
     response = client.get(FACETS, headers={**owner, "If-None-Match": "*"})
     assert response.status_code in (200, 304)
