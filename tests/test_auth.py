@@ -241,12 +241,17 @@ def test_each_request_is_authenticated_on_its_own_within_one_app_context(app, cl
         assert client.get(facets, headers=owner.headers).status_code == 200
 
 
+@pytest.mark.parametrize("limits", ["limits on", "limits off"])
 @pytest.mark.parametrize("credential", ["key", "jwt"])
 @pytest.mark.parametrize("path", ["sandboxes/facets", "sandboxes", "projects"])
 def test_an_org_read_costs_one_statement_for_credential_and_access(
-    app, client, member, credential, path
+    app, make_app, member, credential, path, limits
 ):
-    """An API key and the caller's access to the org come in one statement (a JWT needs none)."""
+    """An API key and the caller's access to the org come in one statement (a JWT needs none),
+    however many times the request asks who is calling (the rate limiter asks first)."""
+    if limits == "limits on":
+        app = make_app(RATE_LIMITS_ENABLED=True)
+    client = app.test_client()
     headers = bearer(member.key if credential == "key" else make_jwt(member.user_id))
     url = f"/api/v1/org/acme/{path}"
     client.get(url, headers=headers)  # the facets' first read recounts: not under test
