@@ -159,13 +159,21 @@ def test_every_redis_connection_goes_back_to_the_pool_clean(make_app):
             assert not connection.can_read()  # no reply left waiting on a pooled connection
 
 
-def test_a_flushed_script_is_loaded_again_and_the_hit_counted_once(make_app):
-    """NOSCRIPT (Redis restarted or its scripts flushed) runs nothing: the hit is sent again."""
+@pytest.fixture
+def five_a_minute(make_app):
+    """An app allowing 5 facets reads a minute, its client and the owner's headers, after one
+    read counted in Redis (4 left)."""
     app = make_app(FACETS_RATE_LIMIT="5/minute")
     _, callers = acme(app)
     client = app.test_client()
     owner = callers["owner"].headers
     assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "4"
+    return app, client, owner
+
+
+def test_a_flushed_script_is_loaded_again_and_the_hit_counted_once(five_a_minute):
+    """NOSCRIPT (Redis restarted or its scripts flushed) runs nothing: the hit is sent again."""
+    app, client, owner = five_a_minute
     with app.app_context():
         state().redis.script_flush()
     before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
@@ -174,14 +182,10 @@ def test_a_flushed_script_is_loaded_again_and_the_hit_counted_once(make_app):
     assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before
 
 
-def test_a_lost_reply_is_retried_on_a_fresh_connection(make_app, monkeypatch):
+def test_a_lost_reply_is_retried_on_a_fresh_connection(five_a_minute, monkeypatch):
     """The connection breaks after the script went out: the client's retry counts the hit
     again on a new connection (the lost hit may have counted too), and nothing fails open."""
-    app = make_app(FACETS_RATE_LIMIT="5/minute")
-    _, callers = acme(app)
-    client = app.test_client()
-    owner = callers["owner"].headers
-    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "4"
+    app, client, owner = five_a_minute
     with app.app_context():
         connection_class = state().redis.connection_pool.connection_class
     real = connection_class.read_response
