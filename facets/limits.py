@@ -159,10 +159,6 @@ class RateLimiter:
         self._dead = False
         self._retry_at = 0.0
 
-    def hit(self, budget: Budget, caller: str) -> list[Window]:
-        """Count one hit on every window of ``budget`` for ``caller``; the windows after it."""
-        return self.send(budget, caller).windows()
-
     def send(self, budget: Budget, caller: str) -> PendingHit:
         """Count one hit for ``caller`` without waiting for Redis's answer.
 
