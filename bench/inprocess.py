@@ -13,6 +13,8 @@ small org (``bench.timing``), so their ratios compare requests made at the same 
   before each request (untimed), so it recounts in SQL and installs. The process's
   project-label cache stays warm (it is keyed by the org version, which reads do not change).
 - ``owner_304``: ``If-None-Match`` with the owner's current ETag.
+- ``owner_awaited``: ``owner_warm`` with the rate-limit reply awaited before the view runs (as
+  a mutation's is), instead of read after it: what overlapping that round trip saves.
 - ``raw_owner`` / ``raw_member``: no Flask at all: HGETALL of the org's ``totals`` hash (the
   member: HMGET of the ``cells`` fields its view needs) on the app's Redis client, then
   ``orjson.dumps`` of the very body the endpoint returned. What any implementation must pay.
@@ -38,6 +40,7 @@ from flask import Flask
 from bench.floor import FLOOR_PATH
 from bench.load import OrgData
 from bench.timing import Scenario, Stats, run_interleaved, summarize
+from facets import limits
 from facets.cache import CounterCache
 from facets.extensions import state
 from models import SANDBOX_STATES, Org
@@ -51,6 +54,7 @@ READ_SCENARIOS = (
     "member_redis",
     "member_cold",
     "owner_304",
+    "owner_awaited",
     "raw_owner",
     "raw_member",
     "small_warm",
@@ -85,6 +89,19 @@ def _get(client, url: str, headers: dict[str, str], expect: int):
         return response.status_code == expect
 
     return run
+
+
+def _awaited(run):
+    """``run`` with the rate-limit reply awaited before the view, as for a mutation."""
+
+    def awaited() -> bool:
+        overlapped, limits.READ_METHODS = limits.READ_METHODS, frozenset()
+        try:
+            return run()
+        finally:
+            limits.READ_METHODS = overlapped
+
+    return awaited
 
 
 def member_fields(org: OrgData) -> list[str]:
@@ -164,6 +181,7 @@ def read_scenarios(
         Scenario("member_redis", _get(redis_client, url, member, 200), n),
         Scenario("member_cold", _get(redis_client, url, member, 200), n_cold, prepare=cold),
         Scenario("owner_304", _get(client, url, {**owner, "If-None-Match": etag}, 304), n),
+        Scenario("owner_awaited", _awaited(_get(client, url, owner, 200)), n),
         Scenario("raw_owner", raw_owner, n),
         Scenario("raw_member", raw_member, n),
         Scenario("small_warm", _get(client, facets_url(small), small_owner, 200), n),

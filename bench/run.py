@@ -149,6 +149,7 @@ def read_ratios(row: dict) -> dict[str, float | None]:
         "owner warm / floor": ratio(s["owner_warm"], s["floor"]),
         "member warm / floor": ratio(s["member_warm"], s["floor"]),
         "304 / floor": ratio(s["owner_304"], s["floor"]),
+        "owner warm / awaited limit": ratio(s["owner_warm"], s["owner_awaited"]),
         "owner warm / raw": ratio(s["owner_warm"], s["raw_owner"]),
         "owner redis / raw": ratio(s["owner_redis"], s["raw_owner"]),
         "member warm / raw": ratio(s["member_warm"], s["raw_member"]),

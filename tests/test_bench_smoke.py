@@ -49,10 +49,11 @@ def test_bench_smoke(tmp_path, capsys):
     assert "== facets benchmark ==" in out
     for name in (
         "floor", "owner_warm", "owner_redis", "owner_cold", "member_warm", "member_redis",
-        "owner_304", "raw_owner",
+        "owner_304", "owner_awaited", "raw_owner",
     ):
         assert name in out
     assert "owner warm / floor" in out
+    assert "owner warm / awaited limit" in out
     assert "Targets (issue 5)" in out
     assert len(results["targets"]) == 8
     assert "with / without" in out
