@@ -2,7 +2,8 @@
 
 Loads a dedicated database (see ``bench.load``), then measures in one run: in-process reads per
 org size (``bench.inprocess``), PATCH with and without the cache hook, Redis memory per org,
-a cProfile of warm owner reads, and warm facets vs the floor under gunicorn + wrk
+a cProfile of warm owner reads, bare round trips on the app's drivers (``bench.roundtrip``),
+and warm facets vs the floor under gunicorn + wrk
 (``bench.http``). Prints tables with ratios; writes ``bench/results/latest.json`` and
 ``bench/results/latency.png``.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
-from bench import http, inprocess, load
+from bench import http, inprocess, load, roundtrip
 from bench.floor import register_floor
 from bench.plot import plot_latency
 from facets import create_app
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--http-connections", type=int, default=8)
     p.add_argument("--no-http", action="store_true", help="skip the gunicorn + wrk leg")
     p.add_argument("--profile-requests", type=int, default=500)
+    p.add_argument("--round-trips", type=int, default=1000,
+                   help="bare SELECT 1 / PING calls per measure (default: %(default)s)")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results directory")
     p.add_argument("--smoke", action="store_true",
@@ -77,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.http_seconds, args.http_rounds = min(args.http_seconds, 1.0), 1
         args.http_connections = min(args.http_connections, 4)
         args.profile_requests = min(args.profile_requests, 10)
+        args.round_trips = min(args.round_trips, 20)
         args.db_name = args.db_name if args.db_name != "facets_bench" else "facets_bench_smoke"
     args.sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
     args.cold_requests = args.cold_requests or max(20, args.requests // 10)
@@ -208,6 +212,19 @@ def render(results: dict) -> str:
         lines.append(f"  hooks cleared      {fmt_ms(b['median_us'])} ({fmt_ms(b['p99_us'])}) "
                      f"[{b['n']}] errors {b['errors']}")
         lines.append(f"  with / without    {fmt_ratio(ratio(a['median_us'], b['median_us']))}")
+        lines.append("")
+    t = results.get("round_trips")
+    if t:
+        lines.append(
+            "Bare round trips on the app's drivers: median latency back to back / after "
+            f"{t['idle_gap_us'] / 1000:g} ms of server idleness; client CPU per call"
+        )
+        for name, what in (("database", "SELECT 1"), ("redis", "PING")):
+            r = t[name]
+            lines.append(
+                f"  {what:10} {fmt_ms(r['back_to_back_us'])} / {fmt_ms(r['after_idle_us'])} ms;"
+                f" CPU {fmt_ms(r['cpu_us'])} ms"
+            )
         lines.append("")
     h = results.get("http")
     if h and "facets" in h:
@@ -403,6 +420,9 @@ def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: 
             app.test_client().get(inprocess.facets_url(org),
                                   headers=inprocess.bearer(org.owner_key)).get_data()
         results["redis_memory"][org.slug] = inprocess.redis_memory(app, org)
+
+    say("round trips: SELECT 1 and PING on the app's drivers")
+    results["round_trips"] = roundtrip.measure_round_trips(app, args.round_trips)
 
     target = orgs[0] if orgs else small
     say(f"writes: PATCH on {target.slug}, {args.write_requests} per variant")

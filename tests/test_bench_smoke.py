@@ -57,6 +57,9 @@ def test_bench_smoke(tmp_path, capsys):
     assert "Targets (issue 5)" in out
     assert len(results["targets"]) == 8
     assert "with / without" in out
+    assert "Bare round trips" in out
+    for server in ("database", "redis"):
+        assert set(results["round_trips"][server]) == {"back_to_back_us", "after_idle_us", "cpu_us"}
     saved = json.loads((tmp_path / "results" / "latest.json").read_text())
     assert [row["slug"] for row in saved["reads"]] == ["small", "org-300", "org-3k"]
     for row in results["reads"]:
