@@ -146,16 +146,22 @@ def recount_under_lease(
     lease holder installed it and let go would otherwise recount the same version again.
     """
     try:
-        try:
-            _, counts = cached_counts(st.cache, access, flt)
-        except redis.RedisError as exc:
-            st.cache.absorb("read", exc)
-            counts = None
+        counts = installed_meanwhile(st, access, flt)
         if counts is not None:
             return access, counts
         return recount_counts(st, access, flt, install=True)
     finally:
         st.cache.release_lease(access.org_id, token)
+
+
+def installed_meanwhile(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCounts | None:
+    """The counts of the hash at the caller's version if it is there now, else None (also
+    when Redis fails: the error is absorbed, and the caller recounts)."""
+    try:
+        return cached_counts(st.cache, access, flt)[1]
+    except redis.RedisError as exc:
+        st.cache.absorb("read", exc)
+        return None
 
 
 def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> tuple[Access, FacetCounts]:
