@@ -87,9 +87,9 @@ class Budget:
             "retry after the number of seconds in the Retry-After header.",
         )
 
-    @property
+    @functools.cached_property
     def expiries(self) -> list[int]:
-        """Each window's length in seconds (the script's ARGV)."""
+        """Each window's length in seconds (the script's ARGV), worked out once per budget."""
         return [item.get_expiry() for item in self.items]
 
     def keys(self, caller: str) -> list[str]:
