@@ -145,10 +145,8 @@ def read_scenarios(
     owner_body = first.get_json()
     etag = first.headers.get("ETag", "")
     member_body = client.get(url, headers=member).get_json()
-    for headers in (owner, member):
-        if redis_client.get(url, headers=headers).get_json() != (
-            owner_body if headers is owner else member_body
-        ):
+    for headers, body in ((owner, owner_body), (member, member_body)):
+        if redis_client.get(url, headers=headers).get_json() != body:
             problems.append(f"{org.slug}: the memo-off app answers another body")
     client.get(facets_url(small), headers=small_owner)
     problems += check_body(owner_body, org, "owner") + check_body(member_body, org, "member")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 from flask import Flask
 
@@ -58,16 +59,11 @@ def measure_round_trips(app: Flask, n: int) -> dict:
     """Latency back to back and after an idle gap, and client CPU, of ``n`` calls each."""
     with app.app_context():
         db, redis = state().db, state().redis
-        raw = db.autocommit_engine.raw_connection()
-        try:
-            cursor = raw.cursor()
+    with closing(db.autocommit_engine.raw_connection()) as raw, closing(raw.cursor()) as cursor:
 
-            def select_one() -> None:
-                cursor.execute("SELECT 1")
-                cursor.fetchall()
+        def select_one() -> None:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
 
-            database = _figures(select_one, n)
-            cursor.close()
-        finally:
-            raw.close()
-        return {"idle_gap_us": IDLE_GAP_US, "database": database, "redis": _figures(redis.ping, n)}
+        database = _figures(select_one, n)
+    return {"idle_gap_us": IDLE_GAP_US, "database": database, "redis": _figures(redis.ping, n)}
