@@ -7,22 +7,25 @@ real leg whose server is unreachable errors; it never skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import jwt
 import pytest
 import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from facets import create_app
 from facets.extensions import state
 from models import Access, Base, Database, Role, migrate
+from models.prepared import PreparedRead
 from models.services import accounts, projects, sandboxes
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -256,3 +259,36 @@ class redis_down:
     def __exit__(self, *exc) -> None:
         self.client.connection_pool.disconnect()
         self.client.connection_pool = self.pool
+
+
+@contextlib.contextmanager
+def statements(app):
+    """Collect the SQL statements (not BEGIN and the like) the app runs meanwhile.
+
+    Core executions are seen by a listener on each of the app's engines; ``PreparedRead``
+    runs on the driver connection, below SQLAlchemy's events, so its executions are recorded
+    where they start.
+    """
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            seen.append(statement)
+
+    prepared_rows = PreparedRead.rows
+
+    def rows(self, engine, **params):
+        seen.append(str(self.statement.compile(dialect=engine.dialect)))
+        return prepared_rows(self, engine, **params)
+
+    with app.app_context():
+        db = state().db
+    engines = {id(e): e for e in (db.engine, db.autocommit_engine)}.values()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        with mock.patch.object(PreparedRead, "rows", rows):
+            yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)

@@ -9,9 +9,8 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import JWT_SECRET, make_jwt
+from conftest import JWT_SECRET, make_jwt, statements
 from sqlalchemy import select
-from test_warm_path import statements
 
 from facets.extensions import state
 from models import ApiKey

@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from conftest import World
+from conftest import World, statements
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
@@ -28,7 +28,6 @@ from test_warm_path import (  # noqa: F401 (acme is a fixture)
     drop_hashes,
     get,
     served,
-    statements,
 )
 
 from facets import create_app

@@ -7,7 +7,7 @@ the recount fail (or Redis unreachable) and still expect it.
 from __future__ import annotations
 
 import pytest
-from conftest import redis_down
+from conftest import redis_down, statements
 from test_warm_path import (  # noqa: F401 (acme is a fixture)
     MUTATIONS,
     SLUG,
@@ -15,7 +15,6 @@ from test_warm_path import (  # noqa: F401 (acme is a fixture)
     aggregates,
     drop_hashes,
     served,
-    statements,
 )
 
 from facets import read as read_module

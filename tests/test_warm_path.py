@@ -1,24 +1,23 @@
 """The warm path: served from the Redis hashes with no SQL aggregate, byte-identical to cold.
 
-Statements are counted with ``statements`` (Core listeners and ``PreparedRead`` runs); the
+Statements are counted with conftest's ``statements`` (Core listeners and ``PreparedRead``
+runs); the
 path that answered is read from ``facets_served_total`` deltas.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections import Counter
-from unittest import mock
 
 import pytest
-from sqlalchemy import event, select
+from conftest import statements
+from sqlalchemy import select
 
 from facets.cache import CounterCache
 from facets.extensions import state
 from facets.metrics import FACETS_SERVED
 from models import Org
-from models.prepared import PreparedRead
 
 SLUG = "acme"
 PATHS = ("warm", "cold", "empty", "not_modified")
@@ -30,39 +29,6 @@ def served() -> Counter[str]:
     return Counter(
         {s.labels["path"]: int(s.value) for s in family.samples if s.name.endswith("_total")}
     )
-
-
-@contextlib.contextmanager
-def statements(app):
-    """Collect the SQL statements (not BEGIN and the like) the app runs meanwhile.
-
-    Core executions are seen by a listener on each of the app's engines; ``PreparedRead``
-    runs on the driver connection, below SQLAlchemy's events, so its executions are recorded
-    where they start.
-    """
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if statement.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
-            seen.append(statement)
-
-    prepared_rows = PreparedRead.rows
-
-    def rows(self, engine, **params):
-        seen.append(str(self.statement.compile(dialect=engine.dialect)))
-        return prepared_rows(self, engine, **params)
-
-    with app.app_context():
-        db = state().db
-    engines = {id(e): e for e in (db.engine, db.autocommit_engine)}.values()
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        with mock.patch.object(PreparedRead, "rows", rows):
-            yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 def aggregates(seen: list[str]) -> list[str]:
