@@ -15,6 +15,11 @@ small org (``bench.timing``), so their ratios compare requests made at the same 
 - ``owner_304``: ``If-None-Match`` with the owner's current ETag.
 - ``owner_awaited``: ``owner_warm`` with the rate-limit reply awaited before the view runs (as
   a mutation's is), instead of read after it: what overlapping that round trip saves.
+- ``owner_no_sql``: ``owner_warm`` with the request's one SQL statement (API key, access and
+  version) answered from process memory: the best an in-process cache of credentials and
+  access could do. Bench only; the service asks the database on every request.
+- ``owner_no_io`` / ``owner_304_no_io``: also the rate limit counted in process memory, so the
+  request makes no round trip at all: what the framework and the view cost by themselves.
 - ``raw_owner`` / ``raw_member``: no Flask at all: HGETALL of the org's ``totals`` hash (the
   member: HMGET of the ``cells`` fields its view needs) on the app's Redis client, then
   ``orjson.dumps`` of the very body the endpoint returned. What any implementation must pay.
@@ -44,6 +49,7 @@ from facets import limits
 from facets.cache import CounterCache
 from facets.extensions import state
 from models import SANDBOX_STATES, Org
+from models.prepared import PreparedRead
 
 READ_SCENARIOS = (
     "floor",
@@ -55,6 +61,9 @@ READ_SCENARIOS = (
     "member_cold",
     "owner_304",
     "owner_awaited",
+    "owner_no_sql",
+    "owner_no_io",
+    "owner_304_no_io",
     "raw_owner",
     "raw_member",
     "small_warm",
@@ -104,6 +113,54 @@ def _awaited(run):
     return awaited
 
 
+class Remembered:
+    """A bench knob: hot-path statements (``PreparedRead``) answered from process memory.
+
+    Each distinct statement and parameters runs once for real, then its rows are replayed.
+    Only for reads of data that does not change meanwhile (the read scenarios write nothing);
+    ``executed`` / ``replayed`` show that the knob did what it says.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple, list] = {}
+        self.executed = self.replayed = 0
+
+    def wrap(self, run):
+        real = PreparedRead.rows
+
+        def remembered(prepared: PreparedRead, engine, **params):
+            key = (id(prepared), tuple(sorted(params.items())))
+            if key in self.rows:
+                self.replayed += 1
+            else:
+                self.executed += 1
+                self.rows[key] = real(prepared, engine, **params)
+            return self.rows[key]
+
+        def without_sql() -> bool:
+            PreparedRead.rows = remembered
+            try:
+                return run()
+            finally:
+                PreparedRead.rows = real
+
+        return without_sql
+
+
+def _limit_in_memory(run):
+    """``run`` with the rate limit counted in process memory (the limiter's Redis-down path)."""
+
+    def in_memory() -> bool:
+        real = limits.RateLimiter._resting
+        limits.RateLimiter._resting = lambda _self: True
+        try:
+            return run()
+        finally:
+            limits.RateLimiter._resting = real
+
+    return in_memory
+
+
 def member_fields(org: OrgData) -> list[str]:
     """The ``cells`` fields a member's unfiltered view needs (``<state>:<project or ->``)."""
     projects = [None, *sorted(org.member_projects)]
@@ -123,7 +180,13 @@ def check_body(body: dict, org: OrgData, who: str) -> list[str]:
 
 
 def read_scenarios(
-    app: Flask, memo_off: Flask, org: OrgData, small: OrgData, n: int, n_cold: int
+    app: Flask,
+    memo_off: Flask,
+    org: OrgData,
+    small: OrgData,
+    n: int,
+    n_cold: int,
+    remembered: Remembered,
 ) -> tuple[list[Scenario], list[str]]:
     """The read scenarios of one org, primed; also any problems found while priming.
 
@@ -132,8 +195,10 @@ def read_scenarios(
     memo-off app's, whose hashes its reads keep warm).
     """
     client, redis_client = app.test_client(), memo_off.test_client()
-    owner, member, small_owner = bearer(org.owner_key), bearer(org.member_key), bearer(
-        small.owner_key
+    owner, member, small_owner = (
+        bearer(org.owner_key),
+        bearer(org.member_key),
+        bearer(small.owner_key),
     )
     url = facets_url(org)
     problems: list[str] = []
@@ -167,8 +232,12 @@ def read_scenarios(
         return bool(raw)
 
     def cold() -> None:
-        redis.delete(cells_key, totals_key, CounterCache.keys(org.org_id)[2],
-                     CounterCache.lease_key(org.org_id))
+        redis.delete(
+            cells_key,
+            totals_key,
+            CounterCache.keys(org.org_id)[2],
+            CounterCache.lease_key(org.org_id),
+        )
 
     scenarios = [
         Scenario("floor", _get(client, FLOOR_PATH, {}, 200), n),
@@ -180,6 +249,17 @@ def read_scenarios(
         Scenario("member_cold", _get(redis_client, url, member, 200), n_cold, prepare=cold),
         Scenario("owner_304", _get(client, url, {**owner, "If-None-Match": etag}, 304), n),
         Scenario("owner_awaited", _awaited(_get(client, url, owner, 200)), n),
+        Scenario("owner_no_sql", remembered.wrap(_get(client, url, owner, 200)), n),
+        Scenario(
+            "owner_no_io", _limit_in_memory(remembered.wrap(_get(client, url, owner, 200))), n
+        ),
+        Scenario(
+            "owner_304_no_io",
+            _limit_in_memory(
+                remembered.wrap(_get(client, url, {**owner, "If-None-Match": etag}, 304))
+            ),
+            n,
+        ),
         Scenario("raw_owner", raw_owner, n),
         Scenario("raw_member", raw_member, n),
         Scenario("small_warm", _get(client, facets_url(small), small_owner, 200), n),
@@ -191,9 +271,15 @@ def measure_reads(
     app: Flask, memo_off: Flask, org: OrgData, small: OrgData, n: int, n_cold: int, block: int
 ) -> tuple[dict[str, Stats], list[str]]:
     """All read scenarios of one org, interleaved."""
+    remembered = Remembered()
     with quiet_stderr():
-        scenarios, problems = read_scenarios(app, memo_off, org, small, n, n_cold)
+        scenarios, problems = read_scenarios(app, memo_off, org, small, n, n_cold, remembered)
         stats = run_interleaved(scenarios, block, warmup=20)
+    if remembered.executed != 1 or not remembered.replayed:
+        problems.append(
+            f"{org.slug}: the no-SQL scenarios ran {remembered.executed} distinct statements "
+            f"for real and replayed {remembered.replayed}; expected one, then only replays"
+        )
     return stats, problems
 
 
@@ -288,9 +374,7 @@ def measure_writes(
         problems.append(
             f"{org.slug}: after {mismatches[0]} PATCH blocks the cached version lagged the org's"
         )
-    return {
-        s.name: summarize(s.samples_ns, s.errors) for s in (hooked, bare)
-    }, problems
+    return {s.name: summarize(s.samples_ns, s.errors) for s in (hooked, bare)}, problems
 
 
 # --- Redis memory ----------------------------------------------------------------------------
@@ -339,8 +423,10 @@ def profile_warm(app: Flask, org: OrgData, n: int, out_dir: Path | None) -> str:
         profiler.dump_stats(str(out_dir / "warm_owner.prof"))
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
-    text.write(f"cProfile of {n} warm owner requests on {org.slug} "
-               f"({len(org.project_ids)} projects); times are totals over all {n}\n")
+    text.write(
+        f"cProfile of {n} warm owner requests on {org.slug} "
+        f"({len(org.project_ids)} projects); times are totals over all {n}\n"
+    )
     stats.sort_stats("cumulative").print_stats(35)
     stats.sort_stats("tottime").print_stats(20)
     return text.getvalue()

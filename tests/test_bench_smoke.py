@@ -49,11 +49,13 @@ def test_bench_smoke(tmp_path, capsys):
     assert "== facets benchmark ==" in out
     for name in (
         "floor", "owner_warm", "owner_redis", "owner_cold", "member_warm", "member_redis",
-        "owner_304", "owner_awaited", "raw_owner",
+        "owner_304", "owner_awaited", "owner_no_sql", "owner_no_io", "owner_304_no_io",
+        "raw_owner",
     ):
         assert name in out
     assert "owner warm / floor" in out
     assert "owner warm / awaited limit" in out
+    assert "no-IO 304 / floor" in out
     assert "Targets (issue 5)" in out
     assert len(results["targets"]) == 8
     assert "with / without" in out
