@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -24,6 +25,7 @@ from sqlalchemy import create_engine, event, text
 
 from facets import create_app
 from facets.extensions import state
+from facets.metrics import FACETS_SERVED
 from models import Access, Base, Database, Role, migrate
 from models.prepared import PreparedRead
 from models.services import accounts, projects, sandboxes
@@ -292,3 +294,16 @@ def statements(app):
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+
+
+def served() -> Counter[str]:
+    """How many facets responses each path has answered so far (process-wide)."""
+    (family,) = FACETS_SERVED.collect()
+    return Counter(
+        {s.labels["path"]: int(s.value) for s in family.samples if s.name.endswith("_total")}
+    )
+
+
+def aggregates(seen: list[str]) -> list[str]:
+    """The recount statements among ``seen`` (as collected by ``statements``)."""
+    return [s for s in seen if "count(" in s.lower() or "group by" in s.lower()]

@@ -12,23 +12,14 @@ import threading
 import uuid
 from collections import Counter
 
+import acme_org
 import pytest
-from conftest import World, statements
+from acme_org import MUTATIONS, SLUG, VIEWS, commit_before_the_first_recount, drop_hashes, get
+from api_model import ROLES, Scenario, operation
+from conftest import World, aggregates, served, statements
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
-from test_api_property import ROLES, Scenario, operation
-from test_etag import commit_before_the_first_recount
-from test_warm_path import (  # noqa: F401 (acme is a fixture)
-    MUTATIONS,
-    SLUG,
-    VIEWS,
-    acme,
-    aggregates,
-    drop_hashes,
-    get,
-    served,
-)
 
 from facets import create_app
 from facets.body_memo import ENTRY_OVERHEAD, BodyMemo, entry_cost
@@ -160,6 +151,11 @@ def test_threads_only_ever_get_the_body_of_the_key_they_ask_for():
 @pytest.fixture
 def app_config(app_config):
     return {**app_config, "RATE_LIMITS_ENABLED": False}  # no Redis call of the rate limiter
+
+
+@pytest.fixture
+def acme(world):
+    return acme_org.build(world)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from conftest import served
 from sqlalchemy import select
-from test_warm_path import served
 
 from facets.cache import CounterCache
 from facets.extensions import state

@@ -15,17 +15,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import served
 from sqlalchemy import select
 
 from facets import create_app
 from facets.extensions import state
-from facets.metrics import FACETS_SERVED, REDIS_ERRORS
+from facets.metrics import REDIS_ERRORS
 from models import Org
 from models.events import net_deltas
 from soak.servers import PrivateRedis
 
 SLUG = "acme"
-PATHS = ("warm", "cold", "empty", "not_modified")
 
 
 def samples(counter) -> dict[tuple, float]:
@@ -34,12 +34,6 @@ def samples(counter) -> dict[tuple, float]:
     return {
         tuple(s.labels.values()): s.value for s in family.samples if s.name.endswith("_total")
     }
-
-
-def served() -> Counter[str]:
-    """How many facets responses each path has answered so far (process-wide)."""
-    values = samples(FACETS_SERVED)
-    return Counter({p: int(values.get((p,), 0)) for p in PATHS})
 
 
 def redis_errors(op: str) -> float:

@@ -6,22 +6,13 @@ the recount fail (or Redis unreachable) and still expect it.
 
 from __future__ import annotations
 
+import acme_org
 import pytest
-from conftest import redis_down, statements
-from test_warm_path import (  # noqa: F401 (acme is a fixture)
-    MUTATIONS,
-    SLUG,
-    acme,
-    aggregates,
-    drop_hashes,
-    served,
-)
+from acme_org import MUTATIONS, SLUG, commit_before_the_first_recount, drop_hashes
+from conftest import aggregates, redis_down, served, statements
 
 from facets import read as read_module
 from facets.extensions import state
-from models.services import projects as project_service
-from models.services import sandboxes as sandbox_service
-from models.services.common import lock_access
 
 URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
 
@@ -30,6 +21,11 @@ URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
 def app_config(app_config):
     """Rate limits off (not under test), and the body memo: a 200 here must read Redis or count."""
     return {**app_config, "RATE_LIMITS_ENABLED": False, "FACETS_BODY_MEMO_BYTES": 0}
+
+
+@pytest.fixture
+def acme(world):
+    return acme_org.build(world)
 
 
 def facets(client, caller, query=None, if_none_match: str | None = None):
@@ -214,32 +210,6 @@ def test_if_none_match_forms_per_rfc_7232(client, world, acme):
         headers={**acme["owner"].headers, "If-None-Match": "*"},
     ).status_code == 404
     assert facets(client, world.caller(), if_none_match="*").status_code == 403
-
-
-def commit_before_the_first_recount(app, acme, monkeypatch) -> list[int]:
-    """Make the read path's next recount run just after two commits: the member loses project
-    web, then two sandboxes are created in web. The list returned is non-empty once it ran."""
-    member, web = acme["member"], acme["web"]
-    real_recount = read_module.recount_org
-    raced: list[int] = []
-
-    def recount_after_a_commit(db, org_id, **kwargs):
-        if not raced:
-            raced.append(1)
-            with app.app_context():
-                with state().unit_of_work() as uow:
-                    access = lock_access(uow, org_slug=SLUG, user_id=acme["owner"].user_id)
-                    project_service.remove_project_member(
-                        uow, access=access, project_id=web, user_id=member.user_id
-                    )
-                with state().unit_of_work() as uow:
-                    access = lock_access(uow, org_slug=SLUG, user_id=acme["owner"].user_id)
-                    for _ in range(2):
-                        sandbox_service.create_sandbox(uow, access=access, project_id=web)
-        return real_recount(db, org_id, **kwargs)
-
-    monkeypatch.setattr(read_module, "recount_org", recount_after_a_commit)
-    return raced
 
 
 def test_one_tag_one_body_when_a_commit_lands_before_the_cold_recount(
