@@ -44,8 +44,13 @@ def start_gunicorn(env_overrides: dict[str, str], log_path: Path, port: int) -> 
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_gunicorn
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-            "--chdir", str(ROOT),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--chdir",
+            str(ROOT),
             "bench.wsgi:create_bench_app()",
         ],
         cwd=ROOT,

@@ -35,8 +35,15 @@ def plot_latency(results: dict, path: Path) -> bool:
         ax.plot(sizes, p99, linestyle="--", color=color, alpha=0.5)
     if small is not None:
         warm = small["stats"]["owner_warm"]["median_us"] / 1000
-        ax.plot([small["sandboxes"]], [warm], marker="*", markersize=12, linestyle="none",
-                color="tab:cyan", label=f"small org ({small['projects']} projects) owner warm")
+        ax.plot(
+            [small["sandboxes"]],
+            [warm],
+            marker="*",
+            markersize=12,
+            linestyle="none",
+            color="tab:cyan",
+            label=f"small org ({small['projects']} projects) owner warm",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     projects = rows[0]["projects"] if rows else 0

@@ -38,37 +38,64 @@ NO_LIMIT = "1000000/second"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="10000,100000,1000000",
-                   help="sandboxes per big org, comma-separated (default: %(default)s)")
+    p.add_argument(
+        "--sizes",
+        default="10000,100000,1000000",
+        help="sandboxes per big org, comma-separated (default: %(default)s)",
+    )
     p.add_argument("--projects", type=int, default=1000, help="projects per big org")
     p.add_argument("--small-projects", type=int, default=10)
     p.add_argument("--small-sandboxes", type=int, default=1000)
-    p.add_argument("--requests", type=int, default=2000,
-                   help="timed requests per warm scenario and size (default: %(default)s)")
-    p.add_argument("--cold-requests", type=int, default=None,
-                   help="timed requests per cold scenario and size (default: requests/10, >= 20)")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=2000,
+        help="timed requests per warm scenario and size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cold-requests",
+        type=int,
+        default=None,
+        help="timed requests per cold scenario and size (default: requests/10, >= 20)",
+    )
     p.add_argument("--block", type=int, default=25, help="requests per interleaved block")
-    p.add_argument("--write-requests", type=int, default=None,
-                   help="timed PATCHes per variant (default: requests/4)")
-    p.add_argument("--database-url", default=None,
-                   help="PostgreSQL server (its database is only used to connect) or sqlite:///"
-                   "file; default $BENCH_DATABASE_URL, $DATABASE_URL, else the local server")
+    p.add_argument(
+        "--write-requests",
+        type=int,
+        default=None,
+        help="timed PATCHes per variant (default: requests/4)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL server (its database is only used to connect) or sqlite:///"
+        "file; default $BENCH_DATABASE_URL, $DATABASE_URL, else the local server",
+    )
     p.add_argument("--db-name", default="facets_bench", help="the database the bench creates")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
-    p.add_argument("--redis-url", default=None,
-                   help="a Redis db the bench may FLUSH "
-                   f"(default $BENCH_REDIS_URL or {DEFAULT_REDIS})")
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help=f"a Redis db the bench may FLUSH (default $BENCH_REDIS_URL or {DEFAULT_REDIS})",
+    )
     p.add_argument("--http-seconds", type=float, default=5.0)
     p.add_argument("--http-rounds", type=int, default=5)
     p.add_argument("--http-connections", type=int, default=8)
     p.add_argument("--no-http", action="store_true", help="skip the gunicorn + wrk leg")
     p.add_argument("--profile-requests", type=int, default=500)
-    p.add_argument("--round-trips", type=int, default=1000,
-                   help="bare SELECT 1 / PING calls per measure (default: %(default)s)")
+    p.add_argument(
+        "--round-trips",
+        type=int,
+        default=1000,
+        help="bare SELECT 1 / PING calls per measure (default: %(default)s)",
+    )
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results directory")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes and few requests (CI); wrk and the plot only if available")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes and few requests (CI); wrk and the plot only if available",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes = "300,3000" if args.sizes == p.get_default("sizes") else args.sizes
@@ -101,10 +128,19 @@ def say(*parts) -> None:
 
 def git_describe() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "facets", "models"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "facets", "models"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return head + ("+dirty(facets/models)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -179,12 +215,16 @@ def render(results: dict) -> str:
         f"  at end {meta.get('loadavg_end')}"
     )
     lines.append(f"NOTE: {load.BULK_LOAD_NOTE}")
-    lines.append(f"NOTE: rate limits on at {NO_LIMIT} (evaluated, never hit); "
-                 "request log at INFO written to /dev/null in-process, to a file under gunicorn")
+    lines.append(
+        f"NOTE: rate limits on at {NO_LIMIT} (evaluated, never hit); "
+        "request log at INFO written to /dev/null in-process, to a file under gunicorn"
+    )
     lines.append("")
-    lines.append("Load: " + ", ".join(
+    loads = ", ".join(
         f"{o['slug']} {o['sandboxes']:,} sandboxes / {o['projects']} projects in {o['load_s']:.1f}s"
-        for o in results["orgs"]) + f"; VACUUM ANALYZE {results['vacuum_s']:.1f}s")
+        for o in results["orgs"]
+    )
+    lines.append(f"Load: {loads}; VACUUM ANALYZE {results['vacuum_s']:.1f}s")
     lines.append("")
     heads = [f"{human(r['sandboxes'])}/{r['projects']}p" for r in rows]
     lines.append("In-process latency, ms: median (p99) [n]; columns = sandboxes/projects")
@@ -210,10 +250,14 @@ def render(results: dict) -> str:
     if w:
         a, b = w["stats"]["patch_with_hook"], w["stats"]["patch_no_hook"]
         lines.append(f"Writes (PATCH running<->paused on {w['org']}), ms: median (p99) [n]")
-        lines.append(f"  with cache hook    {fmt_ms(a['median_us'])} ({fmt_ms(a['p99_us'])}) "
-                     f"[{a['n']}] errors {a['errors']}")
-        lines.append(f"  hooks cleared      {fmt_ms(b['median_us'])} ({fmt_ms(b['p99_us'])}) "
-                     f"[{b['n']}] errors {b['errors']}")
+        lines.append(
+            f"  with cache hook    {fmt_ms(a['median_us'])} ({fmt_ms(a['p99_us'])}) "
+            f"[{a['n']}] errors {a['errors']}"
+        )
+        lines.append(
+            f"  hooks cleared      {fmt_ms(b['median_us'])} ({fmt_ms(b['p99_us'])}) "
+            f"[{b['n']}] errors {b['errors']}"
+        )
         lines.append(f"  with / without    {fmt_ratio(ratio(a['median_us'], b['median_us']))}")
         lines.append("")
     t = results.get("round_trips")
@@ -234,15 +278,20 @@ def render(results: dict) -> str:
         f, fl = h["facets"], h["floor"]
         lines.append(
             f"gunicorn + wrk (keep-alive, {h['connections']} connections, {h['threads']} threads, "
-            f"{h['rounds']} x {h['seconds']}s each, medians over rounds; wrk shares the 2 cores)")
+            f"{h['rounds']} x {h['seconds']}s each, medians over rounds; wrk shares the 2 cores)"
+        )
         lines.append(f"  {'':18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
         for name, d in (("small facets warm", f), ("floor", fl)):
-            lines.append(f"  {name:18}{(d['rps'] or 0):>10.0f}{fmt_ms(d['p50_us']):>10}"
-                         f"{fmt_ms(d['p99_us']):>10}{d['non_2xx']:>9}")
+            lines.append(
+                f"  {name:18}{(d['rps'] or 0):>10.0f}{fmt_ms(d['p50_us']):>10}"
+                f"{fmt_ms(d['p99_us']):>10}{d['non_2xx']:>9}"
+            )
         rounds = ", ".join(f"{x:.2f}" for x in h["round_ratios"])
-        lines.append(f"  facets / floor req/s, median of the rounds' ratios: "
-                     f"{fmt_ratio(h['ratio'])} (rounds: {rounds}); "
-                     f"p50 facets / floor: {fmt_ratio(ratio(f['p50_us'], fl['p50_us']))}")
+        lines.append(
+            f"  facets / floor req/s, median of the rounds' ratios: "
+            f"{fmt_ratio(h['ratio'])} (rounds: {rounds}); "
+            f"p50 facets / floor: {fmt_ratio(ratio(f['p50_us'], fl['p50_us']))}"
+        )
         lines.append("")
     elif h:
         lines.append(f"gunicorn + wrk: skipped ({h.get('skipped')})")
@@ -285,23 +334,43 @@ def targets(results: dict) -> list[tuple[str, str, float | None, bool | None]]:
         met = None if value is None else (value <= bound if at_most else value >= bound)
         out.append((what, f"{'<=' if at_most else '>='} {bound:g}", value, met))
 
-    add("small owner warm / floor", 2.0, ratio(median_of(small, "owner_warm"),
-                                                  median_of(small, "floor")))
+    add(
+        "small owner warm / floor",
+        2.0,
+        ratio(median_of(small, "owner_warm"), median_of(small, "floor")),
+    )
     add("small 304 / floor", 1.5, ratio(median_of(small, "owner_304"), median_of(small, "floor")))
-    add("largest owner warm / raw", 2.0, ratio(median_of(hi, "owner_warm"),
-                                                median_of(hi, "raw_owner")))
-    add("largest owner cold / warm", 25, ratio(median_of(hi, "owner_cold"),
-                                                median_of(hi, "owner_warm")), at_most=False)
-    add("owner warm largest / smallest big org", 1.2,
-        ratio(median_of(hi, "owner_warm"), median_of(lo, "owner_warm")) if hi is not lo else None)
-    add("largest member warm / small owner warm", 1.3,
-        ratio(median_of(hi, "member_warm"), median_of(hi, "small_warm")))
+    add(
+        "largest owner warm / raw",
+        2.0,
+        ratio(median_of(hi, "owner_warm"), median_of(hi, "raw_owner")),
+    )
+    add(
+        "largest owner cold / warm",
+        25,
+        ratio(median_of(hi, "owner_cold"), median_of(hi, "owner_warm")),
+        at_most=False,
+    )
+    add(
+        "owner warm largest / smallest big org",
+        1.2,
+        ratio(median_of(hi, "owner_warm"), median_of(lo, "owner_warm")) if hi is not lo else None,
+    )
+    add(
+        "largest member warm / small owner warm",
+        1.3,
+        ratio(median_of(hi, "member_warm"), median_of(hi, "small_warm")),
+    )
     h = results.get("http") or {}
     add("gunicorn facets / floor req/s", 0.5, h.get("ratio"), at_most=False)
     w = results.get("writes")
-    add("PATCH with cache / without", 1.3,
+    add(
+        "PATCH with cache / without",
+        1.3,
         ratio(w["stats"]["patch_with_hook"]["median_us"], w["stats"]["patch_no_hook"]["median_us"])
-        if w else None)
+        if w
+        else None,
+    )
     return out
 
 
@@ -313,9 +382,7 @@ def scaling(rows: list[dict]) -> dict[str, float | None]:
     tag = f"({human(hi['sandboxes'])})/({human(lo['sandboxes'])})"
     out = {}
     for name in ("owner_warm", "owner_redis", "member_warm", "owner_cold", "owner_304"):
-        out[f"{name} {tag}"] = ratio(
-            hi["stats"][name]["median_us"], lo["stats"][name]["median_us"]
-        )
+        out[f"{name} {tag}"] = ratio(hi["stats"][name]["median_us"], lo["stats"][name]["median_us"])
     return out
 
 
@@ -394,8 +461,13 @@ def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: 
         orgs.append(org)
     results["vacuum_s"] = load.vacuum_analyze(app)
     results["orgs"] = [
-        {"slug": o.slug, "sandboxes": o.sandboxes, "projects": len(o.project_ids),
-         "member_projects": len(o.member_projects), "load_s": round(o.load_s, 2)}
+        {
+            "slug": o.slug,
+            "sandboxes": o.sandboxes,
+            "projects": len(o.project_ids),
+            "member_projects": len(o.member_projects),
+            "load_s": round(o.load_s, 2),
+        }
         for o in [small, *orgs]
     ]
     flush_redis(args.redis_url)  # drop what project creation sent: every org starts cold
@@ -408,11 +480,15 @@ def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: 
             app, memo_off, org, small, args.requests, args.cold_requests, args.block
         )
         results["problems"] += problems
-        results["reads"].append({
-            "slug": org.slug, "sandboxes": org.sandboxes, "projects": len(org.project_ids),
-            "seconds": round(time.perf_counter() - started, 1),
-            "stats": {k: v.as_dict() for k, v in stats.items()},
-        })
+        results["reads"].append(
+            {
+                "slug": org.slug,
+                "sandboxes": org.sandboxes,
+                "projects": len(org.project_ids),
+                "seconds": round(time.perf_counter() - started, 1),
+                "stats": {k: v.as_dict() for k, v in stats.items()},
+            }
+        )
     for row in results["reads"]:
         row["ratios"] = read_ratios(row)
     results["scaling"] = scaling(results["reads"])
@@ -420,8 +496,9 @@ def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: 
     results["redis_memory"] = {}
     for org in [small, *orgs]:
         with inprocess.quiet_stderr():
-            app.test_client().get(inprocess.facets_url(org),
-                                  headers=inprocess.bearer(org.owner_key)).get_data()
+            app.test_client().get(
+                inprocess.facets_url(org), headers=inprocess.bearer(org.owner_key)
+            ).get_data()
         results["redis_memory"][org.slug] = inprocess.redis_memory(app, org)
 
     say("round trips: SELECT 1 and PING on the app's drivers")
@@ -452,9 +529,14 @@ def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: 
         env = {k: ("true" if v is True else str(v)) for k, v in config.items()}
         env["LOG_LEVEL"] = "INFO"  # gunicorn.conf.py lowercases it; the app wants upper case
         results["http"] = http.measure_http(
-            env, inprocess.facets_url(small), small.owner_key,
-            seconds=args.http_seconds, rounds=args.http_rounds,
-            connections=args.http_connections, threads=2, warm=not args.smoke,
+            env,
+            inprocess.facets_url(small),
+            small.owner_key,
+            seconds=args.http_seconds,
+            rounds=args.http_rounds,
+            connections=args.http_connections,
+            threads=2,
+            warm=not args.smoke,
             log_path=out_dir / "gunicorn.log",
         )
 

@@ -68,7 +68,10 @@ def summarize(samples_ns: list[int], errors: int = 0) -> Stats:
     if not values:
         return Stats(0, math.nan, math.nan, math.nan, errors)
     return Stats(
-        len(values), statistics.median(values), percentile(values, 99), statistics.fmean(values),
+        len(values),
+        statistics.median(values),
+        percentile(values, 99),
+        statistics.fmean(values),
         errors,
     )
 

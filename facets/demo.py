@@ -69,9 +69,7 @@ def seed(uow: UnitOfWork) -> int:
         (project_id,) = rng.choices(homes, home_weights)
         (final,) = rng.choices(list(STATE_WEIGHTS), list(STATE_WEIGHTS.values()))
         initial = "running" if final == "killed" else final
-        sandbox = sandboxes.create_sandbox(
-            uow, access=access, project_id=project_id, state=initial
-        )
+        sandbox = sandboxes.create_sandbox(uow, access=access, project_id=project_id, state=initial)
         if final != initial:
             to_kill.append(sandbox)
     # killed only after every create: the first kill flushes all inserts as one batch, and the

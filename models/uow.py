@@ -115,9 +115,7 @@ class UnitOfWork:
         commits = []
         for org_id, events in by_org.items():
             version = self._locked[org_id] + 1
-            self.session.execute(
-                update(Org).where(Org.id == org_id).values(facet_version=version)
-            )
+            self.session.execute(update(Org).where(Org.id == org_id).values(facet_version=version))
             commits.append(OrgCommit(org_id, version, tuple(events)))
         self.session.commit()
         self.commits = tuple(commits)

@@ -97,8 +97,12 @@ def expected_body(cells, labels, visible, states, project_id) -> dict[str, list[
     )
     return {
         "projects": [
-            {"count": n, "project_id": pid, "project_key": labels[pid][0],
-             "project_name": labels[pid][1]}
+            {
+                "count": n,
+                "project_id": pid,
+                "project_key": labels[pid][0],
+                "project_name": labels[pid][1],
+            }
             for _, _, _, pid, n in projects
         ],
         "states": [

@@ -32,16 +32,20 @@ class Report:
     def server_errors(self) -> list[Call]:
         """5xx answers, less the 504 the facets document."""
         return [
-            c for c in self.calls
-            if c.status is not None and c.status >= 500
+            c
+            for c in self.calls
+            if c.status is not None
+            and c.status >= 500
             and not (c.status == 504 and c.path.endswith("/facets"))
         ]
 
     def unexplained_transport_errors(self) -> list[Call]:
         """Requests with no answer that were not in flight when a worker was killed."""
         return [
-            c for c in self.calls
-            if c.status is None and not any(
+            c
+            for c in self.calls
+            if c.status is None
+            and not any(
                 c.started <= t + KILL_WINDOW_S and c.ended >= t - KILL_WINDOW_S
                 for t in self.kill_times
             )
@@ -68,18 +72,20 @@ class Report:
         statuses = Counter(c.status for c in self.calls)
         methods = Counter(c.method for c in self.calls)
         facets = self.verified + self.unverifiable
-        return "\n".join([
-            f"== fault soak: {self.duration_s:.0f} s of traffic ==",
-            "faults: " + ", ".join(f"{what} at {at:.1f}s" for at, what in self.faults),
-            f"requests: {len(self.calls)} ({dict(methods)}); statuses: "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items(), key=str)),
-            f"facets answers checked against SQL: {self.verified} verified, "
-            f"{self.unverifiable} unverifiable (version moved), of {facets}; "
-            f"{self.not_modified} were 304s; {len(self.mismatches)} differed",
-            f"mutations: {self.acknowledged} acknowledged, {len(self.lost)} lost, "
-            f"{self.uncertain} sandboxes uncertain, "
-            f"{self.unacknowledged_creates} creates unanswered",
-            f"flask facets verify: exit {self.verify_rc}: {self.verify_output.strip()}",
-            f"workers after: {self.workers_after}",
-            f"verdict: {'FAILED' if self.failures() else 'passed'}",
-        ])
+        return "\n".join(
+            [
+                f"== fault soak: {self.duration_s:.0f} s of traffic ==",
+                "faults: " + ", ".join(f"{what} at {at:.1f}s" for at, what in self.faults),
+                f"requests: {len(self.calls)} ({dict(methods)}); statuses: "
+                + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items(), key=str)),
+                f"facets answers checked against SQL: {self.verified} verified, "
+                f"{self.unverifiable} unverifiable (version moved), of {facets}; "
+                f"{self.not_modified} were 304s; {len(self.mismatches)} differed",
+                f"mutations: {self.acknowledged} acknowledged, {len(self.lost)} lost, "
+                f"{self.uncertain} sandboxes uncertain, "
+                f"{self.unacknowledged_creates} creates unanswered",
+                f"flask facets verify: exit {self.verify_rc}: {self.verify_output.strip()}",
+                f"workers after: {self.workers_after}",
+                f"verdict: {'FAILED' if self.failures() else 'passed'}",
+            ]
+        )

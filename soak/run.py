@@ -49,8 +49,11 @@ JOIN_S = 15
 def fault_schedule(duration_s: float) -> list[tuple[float, str]]:
     """When to restart Redis and kill a worker: once each in a short run, every 40 s if long."""
     if duration_s <= 60:
-        return [(0.25 * duration_s, "redis"), (0.5 * duration_s, "worker"),
-                (0.75 * duration_s, "redis")]
+        return [
+            (0.25 * duration_s, "redis"),
+            (0.5 * duration_s, "worker"),
+            (0.75 * duration_s, "redis"),
+        ]
     return [
         (start + offset, what)
         for start in range(0, int(duration_s) - 39, 40)
@@ -89,8 +92,10 @@ def seed_projects(base_url: str, owner: Caller, member: Caller) -> list[str]:
             raise RuntimeError(f"seeding {method} {path}: {record}")
         return response.json() if response.content else None
 
-    projects = [ok("POST", "/projects", {"key": k, "name": k.title()})["id"]
-                for k in ("alpha", "beta", "gamma")]
+    projects = [
+        ok("POST", "/projects", {"key": k, "name": k.title()})["id"]
+        for k in ("alpha", "beta", "gamma")
+    ]
     ok("POST", f"/projects/{projects[0]}/members", {"email": "member@soak.example.com"})
     for i in range(INITIAL_SANDBOXES):
         project = [*projects, None][i % 4]
@@ -104,7 +109,11 @@ def flask_verify(env: dict[str, str]) -> tuple[int, str]:
     """``flask facets verify`` with the server's environment."""
     done = subprocess.run(
         [sys.executable, "-m", "flask", "facets", "verify"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = (done.stdout + done.stderr).strip().splitlines()
     return done.returncode, "\n".join(lines[-5:])
@@ -140,8 +149,9 @@ def burst_clock(allowed: threading.Event, stop: threading.Event) -> None:
     allowed.set()
 
 
-def run_soak(server_url: str, duration_s: float, work_dir: Path, seed: int = 0,
-             log=print) -> Report:
+def run_soak(
+    server_url: str, duration_s: float, work_dir: Path, seed: int = 0, log=print
+) -> Report:
     """Set everything up, run the traffic and the faults, judge, and tear everything down."""
     report = Report(duration_s)
     database = ScratchDatabase(server_url)
@@ -174,18 +184,39 @@ def run_soak(server_url: str, duration_s: float, work_dir: Path, seed: int = 0,
         stop, allowed = threading.Event(), threading.Event()
         max_reads = int(duration_s * REQUESTS_PER_SECOND_CAP) + 1
         readers = [
-            Reader(base_url=gunicorn.base_url, org=ORG, callers=[owner, member],
-                   projects=projects, oracle=oracle, stop=stop, max_requests=max_reads,
-                   seed=seed * 100 + i)
+            Reader(
+                base_url=gunicorn.base_url,
+                org=ORG,
+                callers=[owner, member],
+                projects=projects,
+                oracle=oracle,
+                stop=stop,
+                max_requests=max_reads,
+                seed=seed * 100 + i,
+            )
             for i in range(READERS)
         ]
         writers = [
-            Writer(base_url=gunicorn.base_url, org=ORG, caller=owner,
-                   projects=[*projects, None], allowed=allowed, stop=stop,
-                   max_requests=max_reads, seed=seed * 100 + 50),
-            Writer(base_url=gunicorn.base_url, org=ORG, caller=member,
-                   projects=[projects[0], None], allowed=allowed, stop=stop,
-                   max_requests=max_reads, seed=seed * 100 + 51),
+            Writer(
+                base_url=gunicorn.base_url,
+                org=ORG,
+                caller=owner,
+                projects=[*projects, None],
+                allowed=allowed,
+                stop=stop,
+                max_requests=max_reads,
+                seed=seed * 100 + 50,
+            ),
+            Writer(
+                base_url=gunicorn.base_url,
+                org=ORG,
+                caller=member,
+                projects=[projects[0], None],
+                allowed=allowed,
+                stop=stop,
+                max_requests=max_reads,
+                seed=seed * 100 + 51,
+            ),
         ]
         clock = threading.Thread(target=burst_clock, args=(allowed, stop), daemon=True)
         threads = [clock, *readers, *writers]
@@ -224,8 +255,9 @@ def run_soak(server_url: str, duration_s: float, work_dir: Path, seed: int = 0,
         check_acknowledged(oracle, writers, report)
         report.verify_rc, report.verify_output = flask_verify(env)
         report.workers_after = len(gunicorn.worker_pids())
-        _, response = call(gunicorn.base_url, "GET", FACETS_PATH.format(org=ORG),
-                           headers=owner.headers)
+        _, response = call(
+            gunicorn.base_url, "GET", FACETS_PATH.format(org=ORG), headers=owner.headers
+        )
         if response is None or response.status_code != 200:
             report.problems.append(f"facets after the soak: {response and response.status_code}")
     finally:
@@ -244,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of traffic (overrides --long)")
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        default=os.environ.get(
+            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
         help="a PostgreSQL server URL; the soak creates and drops its own database there",
     )
     parser.add_argument("--seed", type=int, default=0)

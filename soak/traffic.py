@@ -58,9 +58,7 @@ def call(base_url: str, method: str, path: str, **kwargs) -> tuple[Call, request
     """One request on a fresh connection, so a killed worker fails only requests it held."""
     started = time.monotonic()
     try:
-        response = requests.request(
-            method, base_url + path, timeout=REQUEST_TIMEOUT_S, **kwargs
-        )
+        response = requests.request(method, base_url + path, timeout=REQUEST_TIMEOUT_S, **kwargs)
     except requests.RequestException as exc:
         return Call(method, path, started, time.monotonic(), None, type(exc).__name__), None
     return Call(method, path, started, time.monotonic(), response.status_code), response
@@ -197,9 +195,16 @@ class Reader(Client):
         self.result.verified += 1
         if body != expected:
             self.result.mismatches.append(
-                {"caller": caller.name, "states": states, "project_id": project_id,
-                 "status": response.status_code, "version": version, "body": body,
-                 "expected": expected, "at": record.ended}
+                {
+                    "caller": caller.name,
+                    "states": states,
+                    "project_id": project_id,
+                    "status": response.status_code,
+                    "version": version,
+                    "body": body,
+                    "expected": expected,
+                    "at": record.ended,
+                }
             )
 
 
@@ -249,9 +254,7 @@ class Writer(Client):
         path = SANDBOXES_PATH.format(org=self.org)
         if sandbox_id is not None:
             path += f"/{sandbox_id}"
-        record, response = call(
-            self.base_url, method, path, json=body, headers=self.caller.headers
-        )
+        record, response = call(self.base_url, method, path, json=body, headers=self.caller.headers)
         self.result.calls.append(record)
         if response is None or not 200 <= response.status_code < 300:
             if sandbox_id is None:

@@ -131,9 +131,11 @@ def test_stored_key_row_holds_only_prefix_and_sha256(app, runner, member):
     prefix = key[: accounts.API_KEY_PREFIX_LEN]
     secret = key[len(prefix) + 1 :]  # sk_<8 hex>_<secret>
     with app.app_context(), state().db.read_session() as session:
-        row = session.execute(
-            select(ApiKey.__table__).where(ApiKey.prefix == prefix)
-        ).mappings().one()
+        row = (
+            session.execute(select(ApiKey.__table__).where(ApiKey.prefix == prefix))
+            .mappings()
+            .one()
+        )
     assert row["secret_sha256"] == hashlib.sha256(key.encode()).hexdigest()
     for column, value in row.items():
         text = str(value)

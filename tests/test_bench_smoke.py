@@ -28,8 +28,10 @@ def smoke_redis_url() -> str:
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
         return "fakeredis://"
-    return url.rsplit("/", 1)[0] + f"/{SMOKE_REDIS_DB}" if url.count("/") > 2 else (
-        url + f"/{SMOKE_REDIS_DB}"
+    return (
+        url.rsplit("/", 1)[0] + f"/{SMOKE_REDIS_DB}"
+        if url.count("/") > 2
+        else (url + f"/{SMOKE_REDIS_DB}")
     )
 
 
@@ -40,16 +42,28 @@ def test_bench_smoke(tmp_path, capsys):
     results = run.main(
         [
             "--smoke",
-            "--database-url", server,
-            "--redis-url", smoke_redis_url(),
-            "--out", str(tmp_path / "results"),
+            "--database-url",
+            server,
+            "--redis-url",
+            smoke_redis_url(),
+            "--out",
+            str(tmp_path / "results"),
         ]
     )
     out = capsys.readouterr().out
     assert "== facets benchmark ==" in out
     for name in (
-        "floor", "owner_warm", "owner_redis", "owner_cold", "member_warm", "member_redis",
-        "owner_304", "owner_awaited", "owner_no_sql", "owner_no_io", "owner_304_no_io",
+        "floor",
+        "owner_warm",
+        "owner_redis",
+        "owner_cold",
+        "member_warm",
+        "member_redis",
+        "owner_304",
+        "owner_awaited",
+        "owner_no_sql",
+        "owner_no_io",
+        "owner_304_no_io",
         "raw_owner",
     ):
         assert name in out

@@ -31,9 +31,7 @@ SLUG = "acme"
 def samples(counter) -> dict[tuple, float]:
     """A labelled counter's ``_total`` values by label values (read from this metric only)."""
     (family,) = counter.collect()
-    return {
-        tuple(s.labels.values()): s.value for s in family.samples if s.name.endswith("_total")
-    }
+    return {tuple(s.labels.values()): s.value for s in family.samples if s.name.endswith("_total")}
 
 
 def redis_errors(op: str) -> float:

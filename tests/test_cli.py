@@ -157,18 +157,25 @@ def test_db_upgrade_is_idempotent_and_reaches_head(app, runner):
         pytest.param(["orgs", "create"], id="org-missing-slug"),
         pytest.param(["users", "create", "not-an-email"], id="user-bad-email"),
         pytest.param(["users", "create", "ADA@example.com"], id="user-duplicate-any-case"),
-        pytest.param(["members", "add", "nope", "ada@example.com", "--role", "member"],
-                     id="member-unknown-org"),
-        pytest.param(["members", "add", "acme", "bob@example.com", "--role", "member"],
-                     id="member-unknown-user"),
-        pytest.param(["members", "add", "acme", "ada@example.com", "--role", "king"],
-                     id="member-bad-role"),
+        pytest.param(
+            ["members", "add", "nope", "ada@example.com", "--role", "member"],
+            id="member-unknown-org",
+        ),
+        pytest.param(
+            ["members", "add", "acme", "bob@example.com", "--role", "member"],
+            id="member-unknown-user",
+        ),
+        pytest.param(
+            ["members", "add", "acme", "ada@example.com", "--role", "king"], id="member-bad-role"
+        ),
         pytest.param(["members", "add", "acme", "ada@example.com"], id="member-missing-role"),
         pytest.param(["tokens", "create", "bob@example.com"], id="token-unknown-user"),
-        pytest.param(["tokens", "create", "ada@example.com", "--expires-in", "0"],
-                     id="token-zero-lifetime"),
-        pytest.param(["tokens", "create", "ada@example.com", "--expires-in", "soon"],
-                     id="token-bad-lifetime"),
+        pytest.param(
+            ["tokens", "create", "ada@example.com", "--expires-in", "0"], id="token-zero-lifetime"
+        ),
+        pytest.param(
+            ["tokens", "create", "ada@example.com", "--expires-in", "soon"], id="token-bad-lifetime"
+        ),
         pytest.param(["tokens", "revoke", "sk_00000000"], id="revoke-unknown-prefix"),
         pytest.param(["orgs", "frobnicate"], id="unknown-command"),
     ],

@@ -96,7 +96,7 @@ def test_validation_error_is_422_with_items(client, world):
         assert isinstance(item["type"], str) and item["type"]
 
 
-@pytest.mark.parametrize("data", ["{bad json", "{\"name\": ", "[1, 2", "\x00"])
+@pytest.mark.parametrize("data", ["{bad json", '{"name": ', "[1, 2", "\x00"])
 def test_malformed_json_body_is_400(client, data):
     response = client.post("/throwaway/echo", data=data, content_type="application/json")
     assert_envelope(response, 400, "invalid_error")
@@ -193,4 +193,3 @@ def test_authentication_error_carries_the_request_id(client):
     response = client.get(FACETS, headers={"X-Request-ID": "auth-1"})
     assert_envelope(response, 401, "authentication_error")
     assert response.headers["X-Request-ID"] == "auth-1"
-

@@ -64,9 +64,7 @@ def test_200_carries_a_strong_etag_and_private_no_cache(client, acme):
     assert response.headers["Cache-Control"] == "private, no-cache"
 
 
-def test_current_tag_gives_304_without_touching_redis_or_counting(
-    app, client, acme, monkeypatch
-):
+def test_current_tag_gives_304_without_touching_redis_or_counting(app, client, acme, monkeypatch):
     views = [(who, q) for who in ("owner", "member") for q in ({}, {"state": "running"})]
     tags = {}
     for who, query in views:
@@ -170,9 +168,7 @@ def test_filters_change_the_tag(client, acme):
 
     # spellings of the same filter are one view
     comma = tags[queries.index({"state": "running,paused"})]
-    repeated = client.get(
-        f"{URL}?state=paused&state=running&state=running", headers=owner.headers
-    )
+    repeated = client.get(f"{URL}?state=paused&state=running&state=running", headers=owner.headers)
     assert repeated.status_code == 200
     assert repeated.headers["ETag"] == comma
 
@@ -205,10 +201,13 @@ def test_if_none_match_forms_per_rfc_7232(client, world, acme):
             assert response.json["states"]
 
     # "*" means "a current representation exists": a 404 or 403 stays one
-    assert client.get(
-        "/api/v1/org/nope/sandboxes/facets",
-        headers={**acme["owner"].headers, "If-None-Match": "*"},
-    ).status_code == 404
+    assert (
+        client.get(
+            "/api/v1/org/nope/sandboxes/facets",
+            headers={**acme["owner"].headers, "If-None-Match": "*"},
+        ).status_code
+        == 404
+    )
     assert facets(client, world.caller(), if_none_match="*").status_code == 403
 
 

@@ -65,13 +65,20 @@ RUNNING_PAUSED = ((("running", 4), ("paused", 3)), (("web", 4), ("api", 2)))
         pytest.param("state=paused,running", RUNNING_PAUSED, id="comma-other-order"),
         pytest.param("state=running%2Cpaused", RUNNING_PAUSED, id="encoded-comma"),
         pytest.param("state=running,paused&state=running", RUNNING_PAUSED, id="mixed-duplicate"),
-        pytest.param("state=running&state=running,running", ((("running", 4),), (("web", 3),)),
-                     id="duplicates"),
-        pytest.param("state=,running,,&state=", ((("running", 4),), (("web", 3),)),
-                     id="empty-items"),
+        pytest.param(
+            "state=running&state=running,running",
+            ((("running", 4),), (("web", 3),)),
+            id="duplicates",
+        ),
+        pytest.param(
+            "state=,running,,&state=", ((("running", 4),), (("web", 3),)), id="empty-items"
+        ),
         pytest.param("state=killed&state=paused,running", UNFILTERED, id="mixed-all"),
-        pytest.param("state=killed&foo=bar&limit=x&projectId=zz", ((("killed", 3),), (("api", 1),)),
-                     id="unknown-params-ignored"),
+        pytest.param(
+            "state=killed&foo=bar&limit=x&projectId=zz",
+            ((("killed", 3),), (("api", 1),)),
+            id="unknown-params-ignored",
+        ),
     ],
 )
 def test_state_filter_forms(client, acme, query, expected):
@@ -243,4 +250,3 @@ def test_projects_order_by_count_then_name_case_insensitively_then_key(client, w
         ("a0", 1),
     ]
     assert all(p["project_id"] == str(ids[p["project_key"]]) for p in body["projects"])
-

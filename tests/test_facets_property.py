@@ -152,9 +152,7 @@ def test_facets_equal_a_brute_force_count(client, world, foreign_project, scenar
     for phase in ("before", "after"):
         for flt in scenario["filters"]:
             project_id = project_id_of(flt)
-            response = client.get(
-                f"{path}?{query_string(flt, project_id)}", headers=caller.headers
-            )
+            response = client.get(f"{path}?{query_string(flt, project_id)}", headers=caller.headers)
             assert response.status_code == 200, response.json
             expected = expected_facets(cells, projects, ids, role, memberships, flt, project_id)
             assert response.json == expected, (phase, flt)

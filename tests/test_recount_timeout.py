@@ -145,9 +145,7 @@ def test_a_waiter_is_served_by_the_lease_holders_install(app, cold_owner, monkey
     assert len(recounts) == 1
 
 
-def test_a_reader_granted_the_lease_after_an_install_does_not_recount(
-    app, cold_owner, monkeypatch
-):
+def test_a_reader_granted_the_lease_after_an_install_does_not_recount(app, cold_owner, monkeypatch):
     """Missed the hash, then the previous holder installed it and let go: no second recount."""
     with app.app_context():
         cache = state().cache

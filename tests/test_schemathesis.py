@@ -28,6 +28,7 @@ CHECK_NAMES = (
 )
 HIGH_LIMIT = "100000/second"
 
+
 @pytest.fixture
 def app_config(app_config: dict) -> dict:
     """The leg's config with rate limits out of reach."""

@@ -56,9 +56,7 @@ def test_sandbox_writes_record_what_the_rows_had(client, acme, recorder):
     ]
 
     client.patch(path, json={"state": "paused", "project_id": str(web)}, headers=owner)
-    assert recorder.take() == [
-        events.SandboxStateChanged(org_id, sid, web, "running", "paused")
-    ]
+    assert recorder.take() == [events.SandboxStateChanged(org_id, sid, web, "running", "paused")]
 
     client.patch(path, json={"state": "killed", "project_id": None}, headers=owner)
     assert recorder.take() == [
@@ -98,13 +96,19 @@ def test_project_writes_record_their_events(client, world, acme, recorder):
     pid = uuid.UUID(project["id"])
     (created,) = recorder.take()
     assert (type(created), created.project_id, created.key, created.name) == (
-        events.ProjectCreated, pid, "ml", "ML"
+        events.ProjectCreated,
+        pid,
+        "ml",
+        "ML",
     )
 
     client.patch(f"{PROJECTS}/{pid}", json={"name": "Machine learning"}, headers=owner)
     (renamed,) = recorder.take()
     assert (renamed.old_key, renamed.old_name, renamed.key, renamed.name) == (
-        "ml", "ML", "ml", "Machine learning"
+        "ml",
+        "ML",
+        "ml",
+        "Machine learning",
     )
     client.patch(f"{PROJECTS}/{pid}", json={"name": "Machine learning"}, headers=owner)
     assert recorder.take() == []
@@ -126,7 +130,9 @@ def test_project_writes_record_their_events(client, world, acme, recorder):
     client.delete(f"{PROJECTS}/{pid}", headers=owner)
     (deleted,) = recorder.take()
     assert (type(deleted), deleted.project_id, deleted.moved) == (
-        events.ProjectDeleted, pid, {"running": 2, "killed": 1}
+        events.ProjectDeleted,
+        pid,
+        {"running": 2, "killed": 1},
     )
 
 
