@@ -21,6 +21,8 @@ from models.base import utcnow
 from models.services.accounts import API_KEY_PREFIX, API_KEY_PREFIX_LEN, secret_matches
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Methods whose views only read: their caller's access can be read with the API key.
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 class AuthenticationError(HTTPError):
@@ -85,7 +87,7 @@ def authenticate_api_key(key: str) -> Principal:
     from facets.extensions import state
 
     prefix = key[:API_KEY_PREFIX_LEN]
-    org_slug = (request.view_args or {}).get("org") if request.method == "GET" else None
+    org_slug = (request.view_args or {}).get("org") if request.method in READ_METHODS else None
     db = state().db
     if org_slug is None:
         return verified_key(key, read_api_key(db, prefix))

@@ -35,7 +35,7 @@ from limits.storage import MemoryStorage
 
 from flask import Flask, Response, request
 
-from facets.auth import AuthenticationError, authenticate
+from facets.auth import READ_METHODS, AuthenticationError, authenticate
 from facets.errors import HTTPError
 from facets.metrics import RATE_LIMITED, REDIS_ERRORS
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 FACETS_ENDPOINT = "sandboxes.get_sandbox_facets"
 MUTATING_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-READ_METHODS = frozenset({"GET", "HEAD"})
 REDIS_RETRY_S = 1.0
 WINDOWS_KEY = "facets.rate_limit_windows"
 

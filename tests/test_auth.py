@@ -242,11 +242,12 @@ def test_each_request_is_authenticated_on_its_own_within_one_app_context(app, cl
         assert client.get(facets, headers=owner.headers).status_code == 200
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("limits", ["limits on", "limits off"])
 @pytest.mark.parametrize("credential", ["key", "jwt"])
 @pytest.mark.parametrize("path", ["sandboxes/facets", "sandboxes", "projects"])
 def test_an_org_read_costs_one_statement_for_credential_and_access(
-    app, make_app, member, credential, path, limits
+    app, make_app, member, credential, path, limits, method
 ):
     """An API key and the caller's access to the org come in one statement (a JWT needs none),
     however many times the request asks who is calling (the rate limiter asks first)."""
@@ -257,8 +258,8 @@ def test_an_org_read_costs_one_statement_for_credential_and_access(
     url = f"/api/v1/org/acme/{path}"
     client.get(url, headers=headers)  # the facets' first read recounts: not under test
     with statements(app) as seen:
-        response = client.get(url, headers=headers)
-    assert response.status_code == 200, response.json
+        response = client.open(url, method=method, headers=headers)
+    assert response.status_code == 200, response.data
     if path == "sandboxes/facets":
         assert len(seen) == 1, seen
     else:
