@@ -296,6 +296,13 @@ def statements(app):
             event.remove(engine, "before_cursor_execute", record)
 
 
+def counted(counter, **labels: str) -> float:
+    """A labelled counter's value so far for ``labels`` (process-wide; 0 before its first)."""
+    (family,) = counter.collect()
+    totals = (s for s in family.samples if s.name.endswith("_total") and s.labels == labels)
+    return next((s.value for s in totals), 0.0)
+
+
 def served() -> Counter[str]:
     """How many facets responses each path has answered so far (process-wide)."""
     (family,) = FACETS_SERVED.collect()

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import served
+from conftest import counted, served
 from sqlalchemy import select
 
 from facets import create_app
@@ -28,14 +28,8 @@ from soak.servers import PrivateRedis
 SLUG = "acme"
 
 
-def samples(counter) -> dict[tuple, float]:
-    """A labelled counter's ``_total`` values by label values (read from this metric only)."""
-    (family,) = counter.collect()
-    return {tuple(s.labels.values()): s.value for s in family.samples if s.name.endswith("_total")}
-
-
 def redis_errors(op: str) -> float:
-    return samples(REDIS_ERRORS).get((op,), 0.0)
+    return counted(REDIS_ERRORS, op=op)
 
 
 @pytest.fixture

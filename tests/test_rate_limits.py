@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 import redis as redis_lib
-from conftest import World, make_jwt, redis_down
+from conftest import World, counted, make_jwt, redis_down
 
 import facets.limits
 from facets.extensions import state
@@ -55,9 +55,9 @@ def test_facets_limit_is_per_api_key(make_app):
     assert first.headers["RateLimit-Remaining"] == "1"
     assert "Retry-After" not in first.headers
     assert client.get(FACETS, headers=owner).status_code == 200
-    before = RATE_LIMITED.labels(limit="facets")._value.get()
+    before = counted(RATE_LIMITED, limit="facets")
     assert_limited(client.get(FACETS, headers=owner), 2)
-    assert RATE_LIMITED.labels(limit="facets")._value.get() == before + 1
+    assert counted(RATE_LIMITED, limit="facets") == before + 1
     # Another caller has a budget of its own; other reads are not limited.
     assert client.get(FACETS, headers=callers["admin"].headers).status_code == 200
     assert client.get(SANDBOXES, headers=owner).status_code == 200
@@ -104,10 +104,10 @@ def test_mutations_share_one_budget(make_app):
     assert created.status_code == 201
     sandbox = f"{SANDBOXES}/{created.json['id']}"
     assert client.patch(sandbox, json={"state": "paused"}, headers=owner).status_code == 200
-    before = RATE_LIMITED.labels(limit="mutations")._value.get()
+    before = counted(RATE_LIMITED, limit="mutations")
     assert_limited(client.delete(sandbox, headers=owner), 2)
     assert_limited(client.post("/api/v1/org/acme/projects", json={"key": "k"}, headers=owner), 2)
-    assert RATE_LIMITED.labels(limit="mutations")._value.get() == before + 2
+    assert counted(RATE_LIMITED, limit="mutations") == before + 2
     # Reads go on, and another caller can still write.
     assert client.get(SANDBOXES, headers=owner).status_code == 200
     assert client.get(FACETS, headers=owner).json["states"] == [{"value": "paused", "count": 1}]
@@ -176,10 +176,10 @@ def test_a_flushed_script_is_loaded_again_and_the_hit_counted_once(five_a_minute
     app, client, owner = five_a_minute
     with app.app_context():
         state().redis.script_flush()
-    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    before = counted(REDIS_ERRORS, op="rate_limit")
     assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "3"
     assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "2"
-    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before
+    assert counted(REDIS_ERRORS, op="rate_limit") == before
 
 
 def test_a_lost_reply_is_retried_on_a_fresh_connection(five_a_minute, monkeypatch):
@@ -199,12 +199,12 @@ def test_a_lost_reply_is_retried_on_a_fresh_connection(five_a_minute, monkeypatc
         return real(connection, *args, **kwargs)
 
     monkeypatch.setattr(connection_class, "read_response", lose_first_reply)
-    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    before = counted(REDIS_ERRORS, op="rate_limit")
     response = client.get(FACETS, headers=owner)
     assert response.status_code == 200
     assert broken
     assert response.headers["RateLimit-Remaining"] in ("3", "2")
-    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before
+    assert counted(REDIS_ERRORS, op="rate_limit") == before
 
 
 @pytest.mark.parametrize(
@@ -296,15 +296,15 @@ def test_redis_down_fails_open_onto_process_memory(make_app):
     _, callers = acme(app)
     client = app.test_client()
     owner = callers["owner"].headers
-    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    before = counted(REDIS_ERRORS, op="rate_limit")
     first = client.get(FACETS, headers=owner)
     assert first.status_code == 200
     assert first.json == {"projects": [], "states": []}
     assert first.headers["RateLimit-Remaining"] == "1"
-    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before + 1
+    assert counted(REDIS_ERRORS, op="rate_limit") == before + 1
     assert client.get(FACETS, headers=owner).status_code == 200
     assert_limited(client.get(FACETS, headers=owner), 2)
-    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before + 1
+    assert counted(REDIS_ERRORS, op="rate_limit") == before + 1
 
 
 def test_caller_key_identifies_verified_callers_only(make_app):
@@ -383,11 +383,11 @@ def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch
     client = app.test_client()
     owner = callers["owner"].headers
     assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "9"  # Redis
-    before = REDIS_ERRORS.labels(op="rate_limit")._value.get()
+    before = counted(REDIS_ERRORS, op="rate_limit")
     with redis_down(app):
         for remaining in ("9", "8"):  # memory starts its own count
             assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == remaining
-    assert REDIS_ERRORS.labels(op="rate_limit")._value.get() == before + 1
+    assert counted(REDIS_ERRORS, op="rate_limit") == before + 1
     caplog.clear()
     with caplog.at_level("WARNING", logger="facets.limits"):
         back = client.get(FACETS, headers=owner)
