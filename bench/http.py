@@ -4,7 +4,8 @@ wrk keeps connections alive (HTTP/1.1). Warm small-org facets and the floor alte
 seconds each, several rounds; the medians over rounds are reported, and the req/s ratio is the
 median of each round's facets / floor ratio. wrk runs on the same two
 cores as gunicorn, so absolute req/s are lower than on a separate load generator; the ratio is
-the number to watch.
+the number to watch. Each run also measures the CPU a request costs each process
+(``bench.cpu``): on a saturated machine the req/s ratio follows the whole machine's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.cpu import PARTS, CpuMeter
 from bench.floor import FLOOR_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,11 +147,15 @@ def measure_http(
         targets = {"facets": (base + facets_path, auth), "floor": (base + FLOOR_PATH, {})}
         for url, headers in targets.values() if warm else ():  # workers, pools, the cache
             run_wrk(url, headers, 1, connections, threads)
+        meter = CpuMeter(proc.pid)
         for r in range(rounds):
             order = ("facets", "floor") if r % 2 == 0 else ("floor", "facets")
             for name in order:
                 url, headers = targets[name]
-                runs[name].append(run_wrk(url, headers, seconds, connections, threads))
+                before = meter.snapshot()
+                result = run_wrk(url, headers, seconds, connections, threads)
+                result["cpu_us"] = meter.per_request(before, meter.snapshot(), result["requests"])
+                runs[name].append(result)
     finally:
         stop_gunicorn(proc)
     summary: dict = {
@@ -167,6 +173,7 @@ def measure_http(
             "non_2xx": sum(x["non_2xx"] for x in results),
             "requests": sum(x["requests"] or 0 for x in results),
             "rounds_rps": [x["rps"] for x in results],
+            "cpu_us": {part: _median([x["cpu_us"][part] for x in results]) for part in PARTS},
         }
     # A burst of someone else's work slows neighbouring runs alike: the ratio of each round's
     # two runs (run back to back) is steadier than the ratio of the two medians.
@@ -177,6 +184,13 @@ def measure_http(
     ]
     summary["round_ratios"] = [round(x, 3) for x in pairs]
     summary["ratio"] = _median(pairs)
+    summary["machine_cpu_ratio"] = _median(
+        [
+            a["cpu_us"]["machine"] / b["cpu_us"]["machine"]
+            for a, b in zip(runs["facets"], runs["floor"], strict=True)
+            if a["cpu_us"]["machine"] and b["cpu_us"]["machine"]
+        ]
+    )
     return summary
 
 

@@ -177,6 +177,10 @@ def fmt_ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
+def fmt_cpu(us: float | None) -> str:
+    return "-" if us is None else f"{us:.0f}"
+
+
 def fmt_ms(us: float) -> str:
     if us is None or math.isnan(us):
         return "-"
@@ -291,6 +295,29 @@ def render(results: dict) -> str:
             f"  facets / floor req/s, median of the rounds' ratios: "
             f"{fmt_ratio(h['ratio'])} (rounds: {rounds}); "
             f"p50 facets / floor: {fmt_ratio(ratio(f['p50_us'], fl['p50_us']))}"
+        )
+        lines.append(
+            "  CPU per request, us (medians of the rounds):    app  PostgreSQL   Redis     wrk"
+            "  whole machine"
+        )
+        for name, d in (("small facets warm", f), ("floor", fl)):
+            cpu = d["cpu_us"]
+            lines.append(
+                f"    {name:44}"
+                + "".join(
+                    f"{fmt_cpu(cpu[part]):>{width}}"
+                    for part, width in (
+                        ("app", 5),
+                        ("postgres", 12),
+                        ("redis", 8),
+                        ("load_generator", 8),
+                        ("machine", 15),
+                    )
+                )
+            )
+        lines.append(
+            f"  whole-machine CPU per request, facets / floor: "
+            f"{fmt_ratio(h['machine_cpu_ratio'])} (median of the rounds' ratios)"
         )
         lines.append("")
     elif h:

@@ -82,4 +82,9 @@ def test_bench_smoke(tmp_path, capsys):
         for name, stats in row["stats"].items():
             assert stats["n"] > 0, name
             assert stats["errors"] == 0, (row["slug"], name)
+    if "facets" in results["http"]:  # wrk is installed
+        assert "whole-machine CPU per request, facets / floor" in out
+        cpu = results["http"]["facets"]["cpu_us"]
+        assert set(cpu) == {"app", "postgres", "redis", "load_generator", "machine"}
+        assert cpu["app"] > 0 and cpu["machine"] > 0
     assert results["problems"] == []
