@@ -4,8 +4,10 @@ The HTTP leg is CPU-bound on a small machine (gunicorn, PostgreSQL, Redis and th
 generator share its cores), so a req/s ratio is, to first order, the inverse ratio of the CPU
 each request costs the whole machine. ``CpuMeter`` says where that CPU goes: the gunicorn
 master and its workers ("app"), every PostgreSQL and Redis server process, the load
-generator (the bench's own finished child processes, from ``getrusage``) and the whole
-machine (``/proc/stat``, which also counts anything else running meanwhile). A process that
+generator (the bench's own finished child processes, from ``getrusage``), the whole machine
+(``/proc/stat``, which also counts anything else running meanwhile) and the time the
+hypervisor gave this VM's CPUs to someone else (``steal``: a round with much of it was
+slowed down from outside). A process that
 starts during a measure counts from zero; one that exits during it loses its share (a
 PostgreSQL backend of a new pooled connection, say), so the parts need not add up exactly.
 Where ``/proc`` is missing (not Linux) nothing is measured and every figure is None.
@@ -18,7 +20,7 @@ import resource
 from pathlib import Path
 
 PROC = Path("/proc")
-PARTS = ("app", "postgres", "redis", "load_generator", "machine")
+PARTS = ("app", "postgres", "redis", "load_generator", "machine", "steal")
 
 
 def _clock_ticks() -> int:
@@ -41,11 +43,12 @@ def _process_part(pid: str, app_pids: set[str]) -> tuple[str | None, float]:
     return None, cpu
 
 
-def _machine_busy_s() -> float:
-    """CPU seconds all cores spent not idle (``/proc/stat``'s first line, minus idle and
-    iowait)."""
+def _machine_s() -> tuple[float, float]:
+    """CPU seconds all cores spent busy, and stolen (``/proc/stat``'s first line: busy is all
+    but idle, iowait and steal)."""
     values = [int(v) for v in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values) - values[3] - values[4]) / _clock_ticks()
+    steal = values[7] if len(values) > 7 else 0
+    return (sum(values[:7]) - values[3] - values[4]) / _clock_ticks(), steal / _clock_ticks()
 
 
 def _children_s() -> float:
@@ -75,10 +78,12 @@ class CpuMeter:
                 continue
             if part is not None:
                 processes[entry.name] = (part, cpu)
+        machine, steal = _machine_s()
         return {
             "processes": processes,
             "load_generator": _children_s(),
-            "machine": _machine_busy_s(),
+            "machine": machine,
+            "steal": steal,
         }
 
     @staticmethod
@@ -90,6 +95,6 @@ class CpuMeter:
         for pid, (part, cpu) in after["processes"].items():
             earlier = before["processes"].get(pid)
             spent[part] += cpu - (earlier[1] if earlier and earlier[0] == part else 0.0)
-        for part in ("load_generator", "machine"):
+        for part in ("load_generator", "machine", "steal"):
             spent[part] = after[part] - before[part]
         return {part: round(seconds * 1e6 / requests, 1) for part, seconds in spent.items()}

@@ -298,7 +298,7 @@ def render(results: dict) -> str:
         )
         lines.append(
             "  CPU per request, us (medians of the rounds):    app  PostgreSQL   Redis     wrk"
-            "  whole machine"
+            "  whole machine  stolen"
         )
         for name, d in (("small facets warm", f), ("floor", fl)):
             cpu = d["cpu_us"]
@@ -312,6 +312,7 @@ def render(results: dict) -> str:
                         ("redis", 8),
                         ("load_generator", 8),
                         ("machine", 15),
+                        ("steal", 8),
                     )
                 )
             )

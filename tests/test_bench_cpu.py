@@ -72,11 +72,17 @@ def test_a_finished_child_counts_as_the_load_generator():
 
 
 def test_a_process_that_started_meanwhile_counts_from_zero_and_nothing_is_negative():
-    before = {"processes": {"1": ("postgres", 5.0)}, "load_generator": 1.0, "machine": 10.0}
+    before = {
+        "processes": {"1": ("postgres", 5.0)},
+        "load_generator": 1.0,
+        "machine": 10.0,
+        "steal": 0.5,
+    }
     after = {
         "processes": {"1": ("postgres", 5.5), "2": ("postgres", 0.25), "3": ("redis", 0.1)},
         "load_generator": 1.5,
         "machine": 12.0,
+        "steal": 0.5,
     }
     spent = CpuMeter.per_request(before, after, requests=1000)
     assert spent == {
@@ -85,10 +91,11 @@ def test_a_process_that_started_meanwhile_counts_from_zero_and_nothing_is_negati
         "redis": 100.0,
         "load_generator": 500.0,
         "machine": 2000.0,
+        "steal": 0.0,
     }
 
 
 def test_no_requests_or_no_proc_gives_no_figures():
     assert CpuMeter.per_request(None, None, 100) == dict.fromkeys(PARTS)
-    snapshot = {"processes": {}, "load_generator": 0.0, "machine": 0.0}
+    snapshot = {"processes": {}, "load_generator": 0.0, "machine": 0.0, "steal": 0.0}
     assert CpuMeter.per_request(snapshot, snapshot, 0) == dict.fromkeys(PARTS)

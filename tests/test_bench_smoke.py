@@ -85,6 +85,6 @@ def test_bench_smoke(tmp_path, capsys):
     if "facets" in results["http"]:  # wrk is installed
         assert "whole-machine CPU per request, facets / floor" in out
         cpu = results["http"]["facets"]["cpu_us"]
-        assert set(cpu) == {"app", "postgres", "redis", "load_generator", "machine"}
+        assert set(cpu) == {"app", "postgres", "redis", "load_generator", "machine", "steal"}
         assert cpu["app"] > 0 and cpu["machine"] > 0
     assert results["problems"] == []
