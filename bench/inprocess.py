@@ -134,7 +134,8 @@ class Remembered:
         """How many distinct statements ran for real."""
         return len(self.rows)
 
-    def wrap(self, run):
+    def replacement(self):
+        """A ``PreparedRead.rows`` that runs the real one once per statement and parameters."""
         real = PreparedRead.rows
 
         def remembered(prepared: PreparedRead, engine, **params):
@@ -145,7 +146,15 @@ class Remembered:
                 self.rows[key] = real(prepared, engine, **params)
             return self.rows[key]
 
-        return _patched(run, PreparedRead, "rows", remembered)
+        return remembered
+
+    def wrap(self, run):
+        """``run`` with the statements remembered for the request only."""
+        return _patched(run, PreparedRead, "rows", self.replacement())
+
+    def install(self) -> None:
+        """Remember the statements for the rest of this process (a gunicorn worker's)."""
+        PreparedRead.rows = self.replacement()
 
 
 def _limit_in_memory(run):

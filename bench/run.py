@@ -23,7 +23,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
-from bench import http, inprocess, load, roundtrip
+from bench import http, inprocess, load, roundtrip, wsgi
 from bench.floor import register_floor
 from bench.plot import plot_latency
 from facets import create_app
@@ -207,6 +207,62 @@ def read_ratios(row: dict) -> dict[str, float | None]:
     }
 
 
+def render_http(h: dict, title: str) -> list[str]:
+    """One gunicorn + wrk measure: req/s and latency, their ratios, CPU per request."""
+    f, fl = h["facets"], h["floor"]
+    lines = [title, f"  {'':18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}"]
+    for name, d in (("small facets warm", f), ("floor", fl)):
+        lines.append(
+            f"  {name:18}{(d['rps'] or 0):>10.0f}{fmt_ms(d['p50_us']):>10}"
+            f"{fmt_ms(d['p99_us']):>10}{d['non_2xx']:>9}"
+        )
+    rounds = ", ".join(f"{x:.2f}" for x in h["round_ratios"])
+    lines.append(
+        f"  facets / floor req/s, median of the rounds' ratios: "
+        f"{fmt_ratio(h['ratio'])} (rounds: {rounds}); "
+        f"p50 facets / floor: {fmt_ratio(ratio(f['p50_us'], fl['p50_us']))}"
+    )
+    lines.append(
+        "  CPU per request, us (medians of the rounds):    app  PostgreSQL   Redis     wrk"
+        "  whole machine  stolen"
+    )
+    for name, d in (("small facets warm", f), ("floor", fl)):
+        cpu = d["cpu_us"]
+        lines.append(
+            f"    {name:44}"
+            + "".join(
+                f"{fmt_cpu(cpu[part]):>{width}}"
+                for part, width in (
+                    ("app", 5),
+                    ("postgres", 12),
+                    ("redis", 8),
+                    ("load_generator", 8),
+                    ("machine", 15),
+                    ("steal", 8),
+                )
+            )
+        )
+    lines.append(
+        f"  whole-machine CPU per request, facets / floor: "
+        f"{fmt_ratio(h['machine_cpu_ratio'])} (median of the rounds' ratios)"
+    )
+    lines.append("")
+    return lines
+
+
+def no_sql_knob_problems(shipped: dict, knob: dict) -> list[str]:
+    """What says the gunicorn no-SQL knob did not take: PostgreSQL working for its facets
+    requests at more than half the rate it does for the shipped ones."""
+    as_shipped = shipped["facets"]["cpu_us"]["postgres"]
+    with_knob = knob["facets"]["cpu_us"]["postgres"]
+    if as_shipped is None or with_knob is None or with_knob <= as_shipped / 2:
+        return []
+    return [
+        f"gunicorn no-SQL knob: PostgreSQL spent {with_knob:.0f} us per facets request, "
+        f"{as_shipped:.0f} us as shipped; the statements were not answered from memory"
+    ]
+
+
 def render(results: dict) -> str:
     """The stdout report."""
     lines: list[str] = []
@@ -279,48 +335,18 @@ def render(results: dict) -> str:
         lines.append("")
     h = results.get("http")
     if h and "facets" in h:
-        f, fl = h["facets"], h["floor"]
-        lines.append(
+        lines += render_http(
+            h,
             f"gunicorn + wrk (keep-alive, {h['connections']} connections, {h['threads']} threads, "
-            f"{h['rounds']} x {h['seconds']}s each, medians over rounds; wrk shares the 2 cores)"
+            f"{h['rounds']} x {h['seconds']}s each, medians over rounds; wrk shares the 2 cores)",
         )
-        lines.append(f"  {'':18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
-        for name, d in (("small facets warm", f), ("floor", fl)):
-            lines.append(
-                f"  {name:18}{(d['rps'] or 0):>10.0f}{fmt_ms(d['p50_us']):>10}"
-                f"{fmt_ms(d['p99_us']):>10}{d['non_2xx']:>9}"
+        knob = results.get("http_no_sql")
+        if knob and "facets" in knob:
+            lines += render_http(
+                knob,
+                "gunicorn + wrk, bench knob: each worker answers the hot-path SQL statement "
+                f"from memory ({wsgi.KNOB}=no_sql), same settings",
             )
-        rounds = ", ".join(f"{x:.2f}" for x in h["round_ratios"])
-        lines.append(
-            f"  facets / floor req/s, median of the rounds' ratios: "
-            f"{fmt_ratio(h['ratio'])} (rounds: {rounds}); "
-            f"p50 facets / floor: {fmt_ratio(ratio(f['p50_us'], fl['p50_us']))}"
-        )
-        lines.append(
-            "  CPU per request, us (medians of the rounds):    app  PostgreSQL   Redis     wrk"
-            "  whole machine  stolen"
-        )
-        for name, d in (("small facets warm", f), ("floor", fl)):
-            cpu = d["cpu_us"]
-            lines.append(
-                f"    {name:44}"
-                + "".join(
-                    f"{fmt_cpu(cpu[part]):>{width}}"
-                    for part, width in (
-                        ("app", 5),
-                        ("postgres", 12),
-                        ("redis", 8),
-                        ("load_generator", 8),
-                        ("machine", 15),
-                        ("steal", 8),
-                    )
-                )
-            )
-        lines.append(
-            f"  whole-machine CPU per request, facets / floor: "
-            f"{fmt_ratio(h['machine_cpu_ratio'])} (median of the rounds' ratios)"
-        )
-        lines.append("")
     elif h:
         lines.append(f"gunicorn + wrk: skipped ({h.get('skipped')})")
         lines.append("")
@@ -552,21 +578,24 @@ def run_all(args, app, memo_off, bare_app, db_url: str, out_dir: Path, results: 
             raise SystemExit("wrk is not installed (apt-get install wrk), or pass --no-http")
         results["http"] = {"skipped": "wrk not installed"}
     else:
-        say("http: gunicorn + wrk, small org warm facets vs floor ...")
+        say("http: gunicorn + wrk, small org warm facets vs floor, as shipped and no-SQL knob ...")
         config = app_config(db_url, args.redis_url)
         env = {k: ("true" if v is True else str(v)) for k, v in config.items()}
         env["LOG_LEVEL"] = "INFO"  # gunicorn.conf.py lowercases it; the app wants upper case
-        results["http"] = http.measure_http(
-            env,
-            inprocess.facets_url(small),
-            small.owner_key,
-            seconds=args.http_seconds,
-            rounds=args.http_rounds,
-            connections=args.http_connections,
-            threads=2,
-            warm=not args.smoke,
-            log_path=out_dir / "gunicorn.log",
-        )
+        for name, extra in (("http", {}), ("http_no_sql", {wsgi.KNOB: "no_sql"})):
+            results[name] = http.measure_http(
+                {**env, **extra},
+                inprocess.facets_url(small),
+                small.owner_key,
+                seconds=args.http_seconds,
+                rounds=args.http_rounds,
+                connections=args.http_connections,
+                threads=2,
+                warm=not args.smoke,
+                log_path=out_dir / f"gunicorn_{name}.log",
+            )
+        if not args.smoke:  # a 1-second cold run is too short to judge by CPU shares
+            results["problems"] += no_sql_knob_problems(results["http"], results["http_no_sql"])
 
 
 if __name__ == "__main__":

@@ -82,9 +82,24 @@ def test_bench_smoke(tmp_path, capsys):
         for name, stats in row["stats"].items():
             assert stats["n"] > 0, name
             assert stats["errors"] == 0, (row["slug"], name)
-    if "facets" in results["http"]:  # wrk is installed
+    if "facets" in results["http"]:  # wrk is installed: as shipped, then with the no-SQL knob
         assert "whole-machine CPU per request, facets / floor" in out
-        cpu = results["http"]["facets"]["cpu_us"]
-        assert set(cpu) == {"app", "postgres", "redis", "load_generator", "machine", "steal"}
-        assert cpu["app"] > 0 and cpu["machine"] > 0
+        assert "bench knob: each worker answers the hot-path SQL statement" in out
+        for leg in ("http", "http_no_sql"):
+            cpu = results[leg]["facets"]["cpu_us"]
+            assert set(cpu) == {"app", "postgres", "redis", "load_generator", "machine", "steal"}
+            assert cpu["app"] > 0 and cpu["machine"] > 0
+            assert results[leg]["facets"]["non_2xx"] == 0
     assert results["problems"] == []
+
+
+def leg(postgres_us_per_facets_request: float | None) -> dict:
+    return {"facets": {"cpu_us": {"postgres": postgres_us_per_facets_request}}}
+
+
+def test_a_no_sql_knob_that_did_not_take_is_reported():
+    assert run.no_sql_knob_problems(leg(130.0), leg(4.0)) == []
+    assert run.no_sql_knob_problems(leg(130.0), leg(65.0)) == []
+    assert run.no_sql_knob_problems(leg(None), leg(120.0)) == []
+    (problem,) = run.no_sql_knob_problems(leg(130.0), leg(120.0))
+    assert "120 us per facets request, 130 us as shipped" in problem
