@@ -6,10 +6,10 @@ each request costs the whole machine. ``CpuMeter`` says where that CPU goes: the
 master and its workers ("app"), every PostgreSQL and Redis server process, the load
 generator (the bench's own finished child processes, from ``getrusage``), the whole machine
 (``/proc/stat``, which also counts anything else running meanwhile) and the time the
-hypervisor gave this VM's CPUs to someone else (``steal``: a round with much of it was
-slowed down from outside). A process that
-starts during a measure counts from zero; one that exits during it loses its share (a
-PostgreSQL backend of a new pooled connection, say), so the parts need not add up exactly.
+hypervisor gave this VM's CPUs to someone else (``steal``: a round with much of it was slowed
+down from outside). A process that starts during a measure counts from zero; one that exits
+during it loses its share (a PostgreSQL backend of a new pooled connection, say), so the parts
+need not add up exactly.
 Where ``/proc`` is missing (not Linux) nothing is measured and every figure is None.
 """
 
@@ -21,10 +21,7 @@ from pathlib import Path
 
 PROC = Path("/proc")
 PARTS = ("app", "postgres", "redis", "load_generator", "machine", "steal")
-
-
-def _clock_ticks() -> int:
-    return os.sysconf("SC_CLK_TCK")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time, per second
 
 
 def _process_part(pid: str, app_pids: set[str]) -> tuple[str | None, float]:
@@ -33,7 +30,7 @@ def _process_part(pid: str, app_pids: set[str]) -> tuple[str | None, float]:
     comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
     values = fields.split()
     # After the command: state, ppid, ... utime and stime are fields 14 and 15 of stat(5).
-    ppid, cpu = values[1], (int(values[11]) + int(values[12])) / _clock_ticks()
+    ppid, cpu = values[1], (int(values[11]) + int(values[12])) / CLOCK_TICKS
     if pid in app_pids or ppid in app_pids:
         return "app", cpu
     if comm.startswith("postgres"):
@@ -48,7 +45,7 @@ def _machine_s() -> tuple[float, float]:
     but idle, iowait and steal)."""
     values = [int(v) for v in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
     steal = values[7] if len(values) > 7 else 0
-    return (sum(values[:7]) - values[3] - values[4]) / _clock_ticks(), steal / _clock_ticks()
+    return (sum(values[:7]) - values[3] - values[4]) / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
 def _children_s() -> float:

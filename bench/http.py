@@ -177,21 +177,22 @@ def measure_http(
         }
     # A burst of someone else's work slows neighbouring runs alike: the ratio of each round's
     # two runs (run back to back) is steadier than the ratio of the two medians.
-    pairs = [
-        a["rps"] / b["rps"]
-        for a, b in zip(runs["facets"], runs["floor"], strict=True)
-        if a["rps"] and b["rps"]
-    ]
+    pairs = _round_ratios(runs, lambda run: run["rps"])
     summary["round_ratios"] = [round(x, 3) for x in pairs]
     summary["ratio"] = _median(pairs)
     summary["machine_cpu_ratio"] = _median(
-        [
-            a["cpu_us"]["machine"] / b["cpu_us"]["machine"]
-            for a, b in zip(runs["facets"], runs["floor"], strict=True)
-            if a["cpu_us"]["machine"] and b["cpu_us"]["machine"]
-        ]
+        _round_ratios(runs, lambda run: run["cpu_us"]["machine"])
     )
     return summary
+
+
+def _round_ratios(runs: dict[str, list[dict]], figure) -> list[float]:
+    """Each round's facets / floor ratio of ``figure`` (rounds missing either are left out)."""
+    return [
+        figure(a) / figure(b)
+        for a, b in zip(runs["facets"], runs["floor"], strict=True)
+        if figure(a) and figure(b)
+    ]
 
 
 def _median(values: list) -> float | None:

@@ -207,6 +207,17 @@ def read_ratios(row: dict) -> dict[str, float | None]:
     }
 
 
+# The CPU table's columns: part (``bench.cpu.PARTS``), heading, width.
+CPU_COLUMNS = (
+    ("app", "app", 5),
+    ("postgres", "PostgreSQL", 12),
+    ("redis", "Redis", 8),
+    ("load_generator", "wrk", 8),
+    ("machine", "whole machine", 15),
+    ("steal", "stolen", 8),
+)
+
+
 def render_http(h: dict, title: str) -> list[str]:
     """One gunicorn + wrk measure: req/s and latency, their ratios, CPU per request."""
     f, fl = h["facets"], h["floor"]
@@ -223,24 +234,13 @@ def render_http(h: dict, title: str) -> list[str]:
         f"p50 facets / floor: {fmt_ratio(ratio(f['p50_us'], fl['p50_us']))}"
     )
     lines.append(
-        "  CPU per request, us (medians of the rounds):    app  PostgreSQL   Redis     wrk"
-        "  whole machine  stolen"
+        f"  {'CPU per request, us (medians of the rounds):':46}"
+        + "".join(f"{head:>{width}}" for _, head, width in CPU_COLUMNS)
     )
     for name, d in (("small facets warm", f), ("floor", fl)):
-        cpu = d["cpu_us"]
         lines.append(
             f"    {name:44}"
-            + "".join(
-                f"{fmt_cpu(cpu[part]):>{width}}"
-                for part, width in (
-                    ("app", 5),
-                    ("postgres", 12),
-                    ("redis", 8),
-                    ("load_generator", 8),
-                    ("machine", 15),
-                    ("steal", 8),
-                )
-            )
+            + "".join(f"{fmt_cpu(d['cpu_us'][part]):>{width}}" for part, _, width in CPU_COLUMNS)
         )
     lines.append(
         f"  whole-machine CPU per request, facets / floor: "
