@@ -296,19 +296,20 @@ def statements(app):
             event.remove(engine, "before_cursor_execute", record)
 
 
+def _totals(counter) -> list:
+    """The ``_total`` samples of a labelled counter, one per label set seen so far."""
+    (family,) = counter.collect()
+    return [s for s in family.samples if s.name.endswith("_total")]
+
+
 def counted(counter, **labels: str) -> float:
     """A labelled counter's value so far for ``labels`` (process-wide; 0 before its first)."""
-    (family,) = counter.collect()
-    totals = (s for s in family.samples if s.name.endswith("_total") and s.labels == labels)
-    return next((s.value for s in totals), 0.0)
+    return next((s.value for s in _totals(counter) if s.labels == labels), 0.0)
 
 
 def served() -> Counter[str]:
     """How many facets responses each path has answered so far (process-wide)."""
-    (family,) = FACETS_SERVED.collect()
-    return Counter(
-        {s.labels["path"]: int(s.value) for s in family.samples if s.name.endswith("_total")}
-    )
+    return Counter({s.labels["path"]: int(s.value) for s in _totals(FACETS_SERVED)})
 
 
 def aggregates(seen: list[str]) -> list[str]:
