@@ -177,6 +177,10 @@ def fmt_ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
+def fmt_floors(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def fmt_cpu(us: float | None) -> str:
     return "-" if us is None else f"{us:.0f}"
 
@@ -204,6 +208,31 @@ def read_ratios(row: dict) -> dict[str, float | None]:
         "owner cold / redis": ratio(s["owner_cold"], s["owner_redis"]),
         "member cold / warm": ratio(s["member_cold"], s["member_warm"]),
         "member warm / small-org warm": ratio(s["member_warm"], s["small_warm"]),
+    }
+
+
+def floor_parts(row: dict) -> dict[str, float | None]:
+    """A warm read and a 304 of one org in floors, split by the bench knobs of the same rounds.
+
+    Each request's parts add up to its ratio to the floor: the framework (1 by definition), the
+    facets' own work (the no-round-trip knob over the floor) and the round trips (the rest;
+    for the warm read, the SQL statement and the rate-limit hit apart, by the no-SQL knob).
+    """
+    s = {k: v["median_us"] for k, v in row["stats"].items()}
+    floor = s["floor"]
+
+    def share(a: str, b: str) -> float | None:
+        return ratio(s[a] - s[b], floor)
+
+    return {
+        "warm: framework (the floor)": 1.0,
+        "warm: facets' own work (no-IO knob - floor)": share("owner_no_io", "floor"),
+        "warm: rate-limit hit (no-SQL knob - no-IO knob)": share("owner_no_sql", "owner_no_io"),
+        "warm: SQL statement (warm - no-SQL knob)": share("owner_warm", "owner_no_sql"),
+        "warm: total = owner warm / floor": ratio(s["owner_warm"], floor),
+        "304: facets' own work (no-IO knob - floor)": share("owner_304_no_io", "floor"),
+        "304: both round trips (304 - no-IO knob)": share("owner_304", "owner_304_no_io"),
+        "304: total = 304 / floor": ratio(s["owner_304"], floor),
     }
 
 
@@ -305,6 +334,16 @@ def render(results: dict) -> str:
         lines.append(key.ljust(30) + cells)
     for key, value in results["scaling"].items():
         lines.append(f"{key}: {fmt_ratio(value)}")
+    lines.append("")
+    lines.append(
+        "Where a warm read and a 304 go, in floors (medians of the same rounds; the parts of "
+        "each add up to its total; the warm target leaves 1.0 beyond the framework, the 304 "
+        "one 0.5)"
+    )
+    lines.append("part".ljust(50) + "".join(h.rjust(12) for h in heads))
+    for key in floor_parts(rows[0]):
+        cells = "".join(fmt_floors(floor_parts(r)[key]).rjust(12) for r in rows)
+        lines.append(key.ljust(50) + cells)
     lines.append("")
     w = results.get("writes")
     if w:

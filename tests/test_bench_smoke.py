@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ def test_bench_smoke(tmp_path, capsys):
     assert "owner warm / floor" in out
     assert "owner warm / awaited limit" in out
     assert "no-IO 304 / floor" in out
+    assert "Where a warm read and a 304 go, in floors" in out
     assert "Targets (issue 5)" in out
     assert len(results["targets"]) == 8
     assert "with / without" in out
@@ -103,3 +105,23 @@ def test_a_no_sql_knob_that_did_not_take_is_reported():
     assert run.no_sql_knob_problems(leg(None), leg(120.0)) == []
     (problem,) = run.no_sql_knob_problems(leg(130.0), leg(120.0))
     assert "120 us per facets request, 130 us as shipped" in problem
+
+
+def test_the_floor_parts_of_a_read_add_up_to_its_ratio_to_the_floor():
+    medians = {
+        "floor": 250.0,
+        "owner_no_io": 425.0,
+        "owner_no_sql": 510.0,
+        "owner_warm": 800.0,
+        "owner_304_no_io": 460.0,
+        "owner_304": 820.0,
+    }
+    parts = run.floor_parts({"stats": {k: {"median_us": v} for k, v in medians.items()}})
+    warm = {k: v for k, v in parts.items() if k.startswith("warm:") and "total" not in k}
+    not_modified = {k: v for k, v in parts.items() if k.startswith("304:") and "total" not in k}
+    assert list(warm.values()) == pytest.approx([1.0, 0.7, 0.34, 1.16])
+    assert sum(warm.values()) == pytest.approx(parts["warm: total = owner warm / floor"])
+    assert parts["warm: total = owner warm / floor"] == pytest.approx(3.2)
+    assert list(not_modified.values()) == pytest.approx([0.84, 1.44])
+    assert 1 + sum(not_modified.values()) == pytest.approx(parts["304: total = 304 / floor"])
+    assert parts["304: total = 304 / floor"] == pytest.approx(3.28)
