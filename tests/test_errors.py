@@ -9,10 +9,10 @@ import pytest
 from conftest import JWT_SECRET, make_jwt
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
 from facets import create_app
 from facets.extensions import state
+from facets.views.blueprint import Blueprint
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 # The spec's list of error types (APIErrorPayload.type).
@@ -96,9 +96,34 @@ def test_validation_error_is_422_with_items(client, world):
         assert isinstance(item["type"], str) and item["type"]
 
 
-@pytest.mark.parametrize("data", ["{bad json", '{"name": ', "[1, 2", "\x00"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "{bad json",
+        '{"name": ',
+        "[1, 2",
+        "\x00",
+        "  ",
+        b"\xff\xfe",  # not UTF-8
+        '{"name": "\\ud800"}',  # a lone surrogate: neither a driver nor the encoder takes it
+        '{"\\udc00": 1}',  # the same in a key, which a 422 would have echoed
+        pytest.param("[" * 100_000 + "]" * 100_000, id="deep"),  # json.loads: RecursionError
+    ],
+)
 def test_malformed_json_body_is_400(client, data):
     response = client.post("/throwaway/echo", data=data, content_type="application/json")
+    assert_envelope(response, 400, "invalid_error")
+
+
+def test_the_api_reads_json_bodies_as_the_throwaway_route_does(client, world):
+    world.org("acme")
+    member = world.caller("acme", "member")
+    response = client.post(
+        "/api/v1/org/acme/sandboxes",
+        data='{"\\udc00": 1}',
+        content_type="application/json",
+        headers=member.headers,
+    )
     assert_envelope(response, 400, "invalid_error")
 
 

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask_smorest import Blueprint
+import flask_smorest
 
 from facets.auth import current_principal, prefetched_access
 from facets.extensions import state
+from facets.json import JsonBodyParser
 from facets.schemas import APIErrorPayloadSchema
 from models import Access
 from models.access import read_access
 from models.services.common import lock_access
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's blueprint, its arguments parsed by ``JsonBodyParser``."""
+
+    ARGUMENTS_PARSER = JsonBodyParser()
+
 
 blp = Blueprint(
     "sandboxes",
