@@ -268,7 +268,11 @@ PROJECT_KEY_FIELD = {
     "metadata": {"description": "Short key, unique in the org."},
 }
 PROJECT_NAME_FIELD = {
-    "validate": validate.Length(min=1, max=200),
+    "validate": [
+        validate.Length(min=1, max=200),
+        # Valid JSON, but no text column can hold it (PostgreSQL refuses NUL).
+        validate.ContainsNoneOf("\x00", error="Must not contain the NUL character (U+0000)."),
+    ],
     "metadata": {"description": "Display name."},
 }
 

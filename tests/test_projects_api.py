@@ -106,6 +106,7 @@ def test_duplicate_key_is_already_exists(client, world, acme):
         ({"key": "k" * 33, "name": "x"}, ["key"]),
         ({"key": "k", "name": ""}, ["name"]),
         ({"key": "k", "name": 5}, ["name"]),
+        ({"key": "k", "name": "a\u0000b"}, ["name"]),  # valid JSON, but no column holds NUL
         ({"key": "k", "name": "x", "owner": "me"}, ["owner"]),
     ],
 )
@@ -139,6 +140,14 @@ def test_rename_to_a_taken_key_is_already_exists(client, acme):
     path = f"{BASE}/{acme['web']}"
     response = client.patch(path, json={"key": "api"}, headers=acme["owner"].headers)
     assert_error(response, 409, "already_exists_error")
+
+
+def test_rename_to_a_name_with_nul_is_a_validation_error(client, acme):
+    path = f"{BASE}/{acme['web']}"
+    response = client.patch(path, json={"name": "We\u0000b"}, headers=acme["owner"].headers)
+    body = assert_error(response, 422, "validation_error")
+    assert [item["loc"] for item in body["errors"]] == [["json", "name"]]
+    assert listed(client, acme["owner"]) == ["api", "web"]
 
 
 def test_rename_rejects_unknown_fields(client, acme):
