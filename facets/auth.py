@@ -18,7 +18,12 @@ from facets.errors import HTTPError
 from models import Access, DomainError
 from models.access import read_api_key, read_key_access
 from models.base import utcnow
-from models.services.accounts import API_KEY_PREFIX, API_KEY_PREFIX_LEN, secret_matches
+from models.services.accounts import (
+    API_KEY_PREFIX,
+    API_KEY_PREFIX_LEN,
+    API_KEY_PREFIX_SHAPE,
+    secret_matches,
+)
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # Methods whose views only read: their caller's access can be read with the API key.
@@ -87,6 +92,8 @@ def authenticate_api_key(key: str) -> Principal:
     from facets.extensions import state
 
     prefix = key[:API_KEY_PREFIX_LEN]
+    if not API_KEY_PREFIX_SHAPE.fullmatch(prefix):  # no key was issued with it: no lookup
+        raise AuthenticationError("Invalid or revoked API key.")
     org_slug = (request.view_args or {}).get("org") if request.method in READ_METHODS else None
     db = state().db
     if org_slug is None:

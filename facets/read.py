@@ -26,7 +26,8 @@ from facets.cache import CounterCache, KeyedCell, cell_field, keyed_cells
 from facets.extensions import FacetsState, state
 from facets.labels import Labels
 from facets.metrics import CACHE_RECOUNTS, LEASE_WAITS
-from models import SANDBOX_STATES, Access, NotFound, Org
+from models import SANDBOX_STATES, Access, Org
+from models.access import org_not_found
 from models.errors import Timeout
 from models.recount import recount_org
 
@@ -121,7 +122,7 @@ def recount_counts(
         st.db, access.org_id, timeout_ms=st.recount_timeout_ms, caller=access.user_id
     )
     if recount is None or recount.access is None:
-        raise NotFound(f"Organization '{access.org_slug}' not found.")
+        raise org_not_found(access.org_slug)
     CACHE_RECOUNTS.inc()
     if install:
         st.cache.install(

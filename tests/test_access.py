@@ -8,6 +8,7 @@ own projects.
 from __future__ import annotations
 
 import pytest
+from conftest import statements
 
 from facets.extensions import state
 from models import Forbidden, NotFound
@@ -97,3 +98,14 @@ def test_outsiders_and_unknown_orgs_are_refused_every_way(app, world, two_orgs):
     outsider = world.caller()
     assert all(isinstance(e, Forbidden) for e in every_read(app, outsider, "acme"))
     assert all(isinstance(e, NotFound) for e in every_read(app, two_orgs["user"], "nope"))
+
+
+@pytest.mark.parametrize("slug", ["acme\x00", "\x00", "Acme", "-acme", "acme\n", "a" * 64])
+def test_a_slug_no_org_can_have_is_not_found_every_way_without_asking_for_the_org(
+    app, two_orgs, slug
+):
+    """PostgreSQL refuses NUL in text: such a slug must be answered, not sent to the database."""
+    with statements(app) as seen:
+        outcomes = every_read(app, two_orgs["user"], slug)
+    assert all(isinstance(e, NotFound) for e in outcomes), outcomes
+    assert not [s for s in seen if "orgs" in s], seen

@@ -74,6 +74,8 @@ def forged_keys(key: str) -> list[str]:
         key[:-1] + wrong_last,  # the right prefix, one character of the secret wrong
         key + "x",
         key[:prefix_len] + "_guess",
+        "sk_\x00bogus1_" + "x" * 43,  # PostgreSQL refuses NUL: never sent to it
+        "sk_ABCDEF01_" + "x" * 43,  # a prefix no key is issued with (lowercase hex only)
     ]
 
 
@@ -82,6 +84,14 @@ def test_unknown_or_forged_api_keys_are_authentication_errors(client, member):
         response = client.get(FACETS, headers=bearer(forged))
         assert_401(response, "authentication_error")
         assert forged not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("prefix", ["sk_\x00bogus1", "sk_ABCDEF01", "sk_0000000g", "sk_1234"])
+def test_a_prefix_no_key_is_issued_with_costs_no_statement(app, client, member, prefix):
+    with statements(app) as seen:
+        response = client.get(FACETS, headers=bearer(prefix + "_" + "x" * 43))
+    assert_401(response, "authentication_error")
+    assert seen == []
 
 
 def test_revoked_api_key(app, client, member):
@@ -275,6 +285,9 @@ def test_an_org_read_costs_one_statement_for_credential_and_access(
         ("revoked", "nope", 401),
         ("revoked", "acme", 401),
         ("unknown", "acme", 401),
+        ("member", "acme%00", 404),  # a slug no org can have (PostgreSQL refuses NUL)
+        ("revoked", "acme%00", 401),
+        ("unknown", "acme%00", 401),
     ],
 )
 def test_a_key_read_with_its_access_keeps_the_order_of_errors(
@@ -291,3 +304,17 @@ def test_a_key_read_with_its_access_keeps_the_order_of_errors(
     for path in ("sandboxes/facets", "sandboxes", "projects"):
         response = client.get(f"/api/v1/org/{org}/{path}", headers=bearer(keys[who]))
         assert response.status_code == status, (path, response.json)
+
+
+@pytest.mark.parametrize("credential", ["key", "jwt"])
+@pytest.mark.parametrize("slug", ["acme%00", "Acme", "a" * 64])
+def test_a_slug_no_org_can_have_is_404_on_reads_and_writes(client, member, credential, slug):
+    headers = bearer(member.key if credential == "key" else make_jwt(member.user_id))
+    base = f"/api/v1/org/{slug}"
+    for response in (
+        client.get(f"{base}/sandboxes/facets", headers=headers),
+        client.get(f"{base}/projects", headers=headers),
+        client.post(f"{base}/sandboxes", json={}, headers=headers),
+    ):
+        assert response.status_code == 404, response.json
+        assert response.json["type"] == "not_found_error"

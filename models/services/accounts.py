@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from models.access import org_not_found
 from models.base import utcnow
 from models.errors import AlreadyExists, Invalid, NotFound
 from models.org import ORG_SLUG_PATTERN, ApiKey, Membership, Org, Role, User
@@ -20,6 +21,8 @@ from models.uow import UnitOfWork
 
 API_KEY_PREFIX = "sk_"
 API_KEY_PREFIX_LEN = len(API_KEY_PREFIX) + 8
+# The public prefix of every issued key (``create_api_key``: 4 random bytes in hex).
+API_KEY_PREFIX_SHAPE = re.compile(re.escape(API_KEY_PREFIX) + "[0-9a-f]{8}")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -75,7 +78,7 @@ def get_org(uow: UnitOfWork, *, slug: str) -> Org:
     """The org with this slug, or NotFound."""
     org = uow.session.scalar(select(Org).where(Org.slug == slug))
     if org is None:
-        raise NotFound(f"Organization '{slug}' not found.")
+        raise org_not_found(slug)
     return org
 
 
