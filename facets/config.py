@@ -55,6 +55,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "METRICS_PUBLIC": _flag(env.get("METRICS_PUBLIC", "false")),
         "CORS_ORIGINS": split_list(env.get("CORS_ORIGINS", "")),
+        # Flask's own key: a bigger request body is refused (413) before it is read.
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", str(64 * 1024))),
     }
 
 

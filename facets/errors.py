@@ -1,6 +1,6 @@
 """The one error envelope (the spec's ``APIErrorPayload``) for every non-2xx response.
 
-Domain errors, webargs validation errors, ``abort``, werkzeug's 404/405 and unhandled
+Domain errors, webargs validation errors, ``abort``, werkzeug's 404/405/413 and unhandled
 exceptions all leave through ``register_error_handlers``; nothing else shapes an error body.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from flask import Flask, g, jsonify
+from flask import Flask, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from models.errors import DomainError
@@ -121,6 +121,9 @@ def handle_http_exception(error: HTTPException):
         detail = "No such endpoint."
     elif status == 405:
         detail = "Method not allowed on this endpoint; see the Allow header."
+    elif status == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        detail = f"The request body is larger than the {limit} bytes this API accepts."
     else:
         detail = data.get("message") or error.description or HTTPStatus(status).phrase
     return envelope(status, detail, headers=headers)
