@@ -28,7 +28,9 @@ recount of the org right after commit ``x``. Why it holds:
    label are ignored (repeats, stragglers after an install); deltas from the future wait in
    ``pending`` and are applied, in order, once their predecessor lands (reordering). With no
    hash, nothing is created: the deltas wait in ``pending`` for an install, so an increment
-   can never make a partial hash that looks warm.
+   can never make a partial hash that looks warm. The two hashes are one unit: if either is
+   missing or their labels differ (a ``maxmemory`` policy may evict one key alone), both are
+   dropped and the deltas wait, as with no hash.
 4. Both scripts run atomically in Redis, so readers never see a half-applied step. A count
    that would go negative proves a broken premise; the script then deletes the hashes so the
    next read recounts instead of serving it.
@@ -122,7 +124,9 @@ APPLY_LUA = (
     + """
 local version = tonumber(ARGV[1])
 local current = redis.call('HGET', cells, 'v')
-if not current then
+if not current or redis.call('HGET', totals, 'v') ~= current then
+  -- one key gone alone (evicted): the pair is no longer a hash to build on
+  redis.call('DEL', cells, totals)
   buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
   return 'absent'
 end

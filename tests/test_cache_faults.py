@@ -232,6 +232,22 @@ def test_redis_back_from_an_old_snapshot_holds_a_stale_hash(traffic, redis_serve
     assert_heals(t, views, runner)
 
 
+@pytest.mark.parametrize("evicted", ["cells", "totals"])
+def test_one_hash_evicted_alone_is_not_built_on(traffic, redis_server, runner, evicted):
+    """A maxmemory policy may evict one of the org's two hashes: the next write must not
+    rebuild it from its own deltas (the owner's unfiltered view reads ``totals`` alone)."""
+    t, views = traffic
+    t.read_all(views)
+    probe = redis_server.client()
+    try:
+        (key,) = probe.keys(f"facets:*:{evicted}")
+        probe.delete(key)
+    finally:
+        probe.close()
+    t.create()  # a creation only adds: a removal would drive a rebuilt totals negative (caught)
+    assert_heals(t, views, runner)
+
+
 def test_redis_flapping_during_traffic(traffic, redis_server, runner):
     t, views = traffic
     for round_ in range(4):

@@ -38,6 +38,18 @@ def test_increment_for_absent_hash_creates_nothing(cache):
     assert cache.read_totals(ORG) is None
 
 
+@pytest.mark.parametrize("evicted", [0, 1], ids=["cells", "totals"])
+def test_a_hash_evicted_alone_takes_its_pair_with_it_on_the_next_apply(cache, evicted):
+    install(cache, 3, {("running", P): 2})
+    cache.redis.delete(cache.keys(ORG)[evicted])
+    assert cache.apply(ORG, 4, {("running", P): 1}) == "absent"
+    assert cells(cache) is None
+    assert cache.read_totals(ORG) is None
+    assert install(cache, 3, {("running", P): 2}) == "installed"  # the buffered 4 follows
+    assert cells(cache) == (4, {("running", P): 3})
+    assert cache.read_totals(ORG).by_state == {"running": 3}
+
+
 def test_deltas_apply_in_version_order_only(cache):
     install(cache, 3, {("running", P): 2})
     assert cache.apply(ORG, 5, {("paused", P): 1}) == "buffered"
