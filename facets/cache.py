@@ -386,9 +386,12 @@ class CounterCache:
         :raise redis.RedisError: Redis is unreachable (nobody can install: just recount).
         """
         token = secrets.token_hex(8)
-        if self.redis.set(self.lease_key(org_id), token, nx=True, px=self.lease_ms):
+        key = self.lease_key(org_id)
+        if self.redis.set(key, token, nx=True, px=self.lease_ms):
             return token
-        return None
+        # The client retries a command whose reply was lost: the first SET may have taken the
+        # lease, and then the retry finds our own token there.
+        return token if self.redis.get(key) == token else None
 
     def release_lease(self, org_id: uuid.UUID, token: str) -> None:
         """Give the lease back if it is still ours."""

@@ -170,8 +170,9 @@ def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> tuple[Acce
 
     Only one reader per org recounts and installs; the others poll Redis for as long as a
     recount may take. A waiter that sees a newer label recounts itself (the hash will not come
-    back at its version); one still waiting at the deadline takes the lease if it was freed,
-    else answers 504.
+    back at its version); one that sees an older label takes the lease as soon as it is free
+    (its holder installed an older count); one still waiting at the deadline takes the lease
+    if it was freed, else answers 504.
 
     :raise Timeout: neither this reader's recount nor the lease holder's finished in time.
     """
@@ -189,6 +190,12 @@ def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> tuple[Acce
                 return access, counts
             if label is not None and label > access.version:
                 return recount_counts(st, access, flt, install=False)
+            if label is not None and label < access.version:
+                # The holder installed an older count (an update was lost) and may have let
+                # go: nobody is counting this version, so take the lease if it is free.
+                token = cache.acquire_lease(access.org_id)
+                if token is not None:
+                    return recount_under_lease(st, access, flt, token)
         token = cache.acquire_lease(access.org_id)
     except redis.RedisError as exc:
         cache.absorb("lease", exc)

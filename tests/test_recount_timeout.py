@@ -97,6 +97,25 @@ def test_waiting_past_the_limit_on_another_readers_lease_is_a_504(slow_app):
     assert client.get(FACETS, headers=owner.headers).status_code == 200
 
 
+def test_a_lease_whose_reply_was_lost_is_still_ours(slow_app, monkeypatch):
+    """The client retries a command whose reply was lost: a retried lease SET finds the key
+    the first attempt set, which is this reader's own lease, not another reader's."""
+    world = World(slow_app)
+    org_id = world.org("big")
+    owner = world.caller("big", "owner")
+    with slow_app.app_context():
+        cache = state().cache
+    real_set = cache.redis.set
+
+    def set_then_lose_the_reply(name, value, **kwargs):
+        real_set(name, value, **kwargs)  # it went through, and its retry found the key taken
+        return None
+
+    monkeypatch.setattr(cache.redis, "set", set_then_lose_the_reply)
+    assert slow_app.test_client().get(FACETS, headers=owner.headers).status_code == 200
+    assert cache.redis.get(cache.lease_key(org_id)) is None  # given back
+
+
 @pytest.fixture
 def cold_owner(app):
     """The owner of ``big`` (three paused sandboxes), with nothing in Redis."""
@@ -165,3 +184,43 @@ def test_a_reader_granted_the_lease_after_an_install_does_not_recount(app, cold_
     assert response.status_code == 200
     assert response.json["states"] == [{"count": 3, "value": "paused"}]
     assert len(recounts) == 1
+
+
+def test_a_waiter_newer_than_the_installed_label_takes_the_freed_lease(
+    app, cold_owner, monkeypatch
+):
+    """The holder installed an older count (an update was lost meanwhile) and let go: a waiter
+    at the newer version takes the lease at once, instead of polling out the time limit (and
+    then racing the other waiters for the lease, the losers answering 504)."""
+    client = app.test_client()
+    assert client.get(FACETS, headers=cold_owner.headers).status_code == 200  # installed
+    with app.app_context():
+        st = state()
+        with st.db.read_connection() as conn:
+            org_id = conn.scalar(select(Org.id).where(Org.slug == "big"))
+    hooks, saved = st.hooks.hooks, list(st.hooks.hooks)
+    hooks.clear()
+    try:
+        World(app).sandboxes("big", None, "running", 1)  # its cache update is lost
+    finally:
+        hooks[:] = saved
+    lease = st.cache.lease_key(org_id)
+    st.redis.set(lease, "another-reader", px=60_000)
+    polls = []
+    real_cached_counts = read_module.cached_counts
+
+    def cached_counts(cache, access, flt):
+        polls.append(access.version)
+        if len(polls) == 3:
+            st.redis.delete(lease)  # the holder, done with its older count, lets go
+        return real_cached_counts(cache, access, flt)
+
+    monkeypatch.setattr(read_module, "cached_counts", cached_counts)
+    response = client.get(FACETS, headers=cold_owner.headers)
+    assert response.status_code == 200
+    assert response.json["states"] == [
+        {"count": 3, "value": "paused"},
+        {"count": 1, "value": "running"},
+    ]
+    # first look, two polls under the held lease, then the holder's re-check: no more polls
+    assert len(polls) == 4, len(polls)
