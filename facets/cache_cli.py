@@ -49,10 +49,25 @@ def _orgs(db: Database, slug: str | None) -> list[tuple[uuid.UUID, str]]:
     return orgs
 
 
-def compare(
-    slug: str, snapshot: tuple[CachedCells | None, Totals | None], recount: Recount
-) -> list[Difference]:
+Snapshot = tuple[CachedCells | None, Totals | None]
+
+
+def read_snapshot(cache: CounterCache, org_id: uuid.UUID) -> Snapshot | None:
+    """The org's hashes, or None if they hold what no install writes (a value that is not a
+    count, a key of another type): a difference to report, and for rebuild to replace.
+
+    :raise redis.RedisError: Redis is unreachable.
+    """
+    try:
+        return cache.snapshot(org_id)
+    except (ValueError, redis.ResponseError):
+        return None
+
+
+def compare(slug: str, snapshot: Snapshot | None, recount: Recount) -> list[Difference]:
     """How an org's hashes differ from a recount (empty when they agree or are cold)."""
+    if snapshot is None:
+        return [Difference(slug, "hashes", "unreadable", "counts")]
     cells, totals = snapshot
     if cells is None and totals is None:
         return []
@@ -89,7 +104,7 @@ def verify_org(cache: CounterCache, db: Database, slug: str, org_id: uuid.UUID) 
         recount = recount_org(db, org_id)
         if recount is None:
             return []
-        diffs = compare(slug, cache.snapshot(org_id), recount)
+        diffs = compare(slug, read_snapshot(cache, org_id), recount)
         if not diffs or all(d.field != "version" for d in diffs):
             return diffs
         time.sleep(VERIFY_RETRY_S)
@@ -131,8 +146,8 @@ def rebuild(slug: str | None) -> None:
                 recount = recount_org(st.db, org_id)
                 if recount is None:
                     continue
-                snapshot = st.cache.snapshot(org_id)
-                if snapshot[0] is None or compare(org_slug, snapshot, recount):
+                snapshot = read_snapshot(st.cache, org_id)
+                if snapshot is None or snapshot[0] is None or compare(org_slug, snapshot, recount):
                     differed += 1
                 if st.cache.install(org_id, recount, force=True) == "error":
                     raise redis.ConnectionError("install failed")

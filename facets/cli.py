@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from alembic.util import CommandError
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -46,6 +48,18 @@ def _database_url() -> str:
     return normalize_database_url(current_app.config["DATABASE_URL"])
 
 
+# Keys may live long, but their expiry must stay a date (datetime ends at year 9999).
+MAX_KEY_LIFETIME_S = 100 * 366 * 24 * 3600
+
+
+def run_migration(step, revision: str) -> None:
+    """Run one Alembic step; a revision it cannot resolve is a CLI error, not a traceback."""
+    try:
+        step(_database_url(), revision)
+    except CommandError as exc:
+        raise click.ClickException(" ".join(str(exc).split())) from None
+
+
 def run_service(action, **kwargs):
     """Run one service function in its own unit of work; domain errors become CLI errors."""
     try:
@@ -59,7 +73,7 @@ def run_service(action, **kwargs):
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    migrate.upgrade(_database_url(), revision)
+    run_migration(migrate.upgrade, revision)
     click.echo(f"database at {revision}")
 
 
@@ -67,7 +81,7 @@ def db_upgrade(revision: str) -> None:
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Revert migrations down to REVISION ('base' for an empty schema)."""
-    migrate.downgrade(_database_url(), revision)
+    run_migration(migrate.downgrade, revision)
     click.echo(f"database at {revision}")
 
 
@@ -104,7 +118,11 @@ def members_add(slug: str, email: str, role: str) -> None:
 
 @tokens_cli.command("create")
 @click.argument("email")
-@click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
+@click.option(
+    "--expires-in",
+    type=click.IntRange(min=1, max=MAX_KEY_LIFETIME_S),
+    help="Lifetime in seconds (at most 100 years).",
+)
 def tokens_create(email: str, expires_in: int | None) -> None:
     """Issue an API key for EMAIL; prints the key (shown once, stored hashed)."""
     lifetime = timedelta(seconds=expires_in) if expires_in else None

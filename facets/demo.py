@@ -11,7 +11,7 @@ import click
 from flask.cli import with_appcontext
 
 from facets.extensions import state
-from models import Org, Role
+from models import DomainError, Org, Role
 from models.services import accounts, projects, sandboxes
 from models.services.common import lock_access
 from models.uow import UnitOfWork
@@ -93,5 +93,9 @@ def demo_command() -> None:
     else:
         click.echo(f"org '{DEMO_ORG}' already exists; left as it is")
     click.echo(f"owner {OWNER_EMAIL}; member {MEMBER_EMAIL} sees {', '.join(MEMBER_PROJECTS)}")
-    with state().unit_of_work() as uow:
-        click.echo(accounts.create_api_key(uow, email=OWNER_EMAIL).key)
+    try:
+        with state().unit_of_work() as uow:
+            click.echo(accounts.create_api_key(uow, email=OWNER_EMAIL).key)
+    except DomainError as exc:  # an org 'demo' made by hand, without the demo's owner
+        hint = f"org '{DEMO_ORG}' was not made by 'flask demo'"
+        raise click.ClickException(f"{exc.detail} ({hint})") from None

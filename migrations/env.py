@@ -14,9 +14,11 @@ def run_migrations_online() -> None:
         from sqlalchemy import create_engine
 
         engine = create_engine(config.get_main_option("sqlalchemy.url"))
-        with engine.begin() as conn:
-            _run(conn)
-        engine.dispose()
+        try:
+            with engine.begin() as conn:
+                _run(conn)
+        finally:  # also when Alembic refuses the step (an unknown revision)
+            engine.dispose()
     else:
         _run(connection)
 

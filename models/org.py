@@ -25,6 +25,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, utcnow, uuid_pk
 
 ORG_SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62})$"
+ORG_NAME_MAX = 200
+EMAIL_MAX = 320  # RFC 5321's longest path
 
 
 class Role(enum.StrEnum):
@@ -44,7 +46,7 @@ class Org(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     slug: Mapped[str] = mapped_column(String(63), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(ORG_NAME_MAX))
     facet_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -53,7 +55,7 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    email: Mapped[str] = mapped_column(String(320))
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

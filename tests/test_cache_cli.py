@@ -128,6 +128,28 @@ def test_verify_names_each_corrupted_field_and_rebuild_repairs_it(app, client, r
     assert served() - before == {"warm": 2}, "rebuild leaves the hashes warm"
 
 
+@pytest.mark.parametrize("damage", ["a count that is not a number", "a key of another type"])
+def test_verify_reports_unreadable_hashes_and_rebuild_replaces_them(
+    app, client, runner, orgs, damage
+):
+    warm(client, orgs)
+    cells, totals, _ = CounterCache.keys(orgs["acme"])
+    with app.app_context():
+        if damage == "a count that is not a number":
+            state().redis.hset(cells, "running:-", "abc")
+        else:
+            state().redis.delete(totals)
+            state().redis.set(totals, "x")
+    result = invoke(runner, "verify")
+    assert result.exit_code == 1, result.output
+    assert diff_rows(result.output) == [("acme", "hashes", "unreadable", "counts")]
+    result = invoke(runner, "rebuild")
+    assert result.exit_code == 0, result.output
+    assert "rebuilt 2 orgs, 1 differed before" in result.stdout
+    result = invoke(runner, "verify")
+    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 2 orgs\n")
+
+
 def test_org_option_limits_verify_and_rebuild(app, client, runner, orgs):
     warm(client, orgs)
     hset(app, orgs["acme"], "cells", "running:-", 42)

@@ -176,7 +176,15 @@ def test_db_upgrade_is_idempotent_and_reaches_head(app, runner):
         pytest.param(
             ["tokens", "create", "ada@example.com", "--expires-in", "soon"], id="token-bad-lifetime"
         ),
+        pytest.param(
+            ["tokens", "create", "ada@example.com", "--expires-in", "999999999999"],
+            id="token-lifetime-past-year-9999",
+        ),
         pytest.param(["tokens", "revoke", "sk_00000000"], id="revoke-unknown-prefix"),
+        pytest.param(["orgs", "create", "globex", "--name", "n" * 201], id="org-name-too-long"),
+        pytest.param(["users", "create", "a" * 320 + "@x.io"], id="user-email-too-long"),
+        pytest.param(["db", "upgrade", "nonsense"], id="db-upgrade-unknown-revision"),
+        pytest.param(["db", "downgrade", "nonsense"], id="db-downgrade-unknown-revision"),
         pytest.param(["orgs", "frobnicate"], id="unknown-command"),
     ],
 )

@@ -80,3 +80,12 @@ def test_demo_member_sees_two_projects(app, client, runner):
     facets = client.get(FACETS, headers=headers).json
     assert {p["project_key"] for p in facets["projects"]} == {p["key"] for p in projects}
     assert sum(entry["count"] for entry in facets["states"]) < SANDBOX_COUNT
+
+
+def test_an_org_demo_made_by_hand_is_a_one_line_error(runner):
+    assert runner.invoke(args=["orgs", "create", "demo"]).exit_code == 0
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.splitlines()
+    assert OWNER_EMAIL in line and "not made by 'flask demo'" in line

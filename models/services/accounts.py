@@ -16,7 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from models.access import org_not_found
 from models.base import utcnow
 from models.errors import AlreadyExists, Invalid, NotFound
-from models.org import ORG_SLUG_PATTERN, ApiKey, Membership, Org, Role, User
+from models.org import (
+    EMAIL_MAX,
+    ORG_NAME_MAX,
+    ORG_SLUG_PATTERN,
+    ApiKey,
+    Membership,
+    Org,
+    Role,
+    User,
+)
 from models.uow import UnitOfWork
 
 API_KEY_PREFIX = "sk_"
@@ -40,6 +49,8 @@ def create_org(uow: UnitOfWork, *, slug: str, name: str | None = None) -> Org:
     """Create an org with a unique slug."""
     if not re.fullmatch(ORG_SLUG_PATTERN, slug):
         raise Invalid(f"Invalid org slug '{slug}': use lowercase letters, digits and '-'.")
+    if name is not None and len(name) > ORG_NAME_MAX:
+        raise Invalid(f"An org name has at most {ORG_NAME_MAX} characters.")
     if uow.session.scalar(select(Org.id).where(Org.slug == slug)) is not None:
         raise AlreadyExists(f"An org with slug '{slug}' already exists.")
     org = Org(slug=slug, name=name or slug)
@@ -51,7 +62,7 @@ def create_org(uow: UnitOfWork, *, slug: str, name: str | None = None) -> Org:
 def create_user(uow: UnitOfWork, *, email: str) -> User:
     """Create a user; emails are unique case-insensitively."""
     email = email.strip()
-    if not EMAIL_PATTERN.fullmatch(email):
+    if len(email) > EMAIL_MAX or not EMAIL_PATTERN.fullmatch(email):
         raise Invalid(f"Invalid email address '{email}'.")
     if find_user(uow, email=email) is not None:
         raise AlreadyExists(f"A user with email '{email}' already exists.")
