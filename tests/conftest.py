@@ -137,6 +137,23 @@ def app(app_config):
         state().db.dispose()
 
 
+def require_installed(missing: list[str], how: str) -> None:
+    """Skip a test whose programs are not installed here (a developer's machine), or fail it
+    under ``CI=true``, where everything must run."""
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not found; {how}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require_redis_server() -> None:
+    """The fault and concurrency tests start private ``redis-server`` processes."""
+    missing = [] if shutil.which("redis-server") else ["redis-server"]
+    require_installed(missing, "install it with: apt-get install -y redis-server")
+
+
 @pytest.fixture
 def make_app(app_config):
     """``make_app(**overrides)``: another app of this leg with some settings changed."""

@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from conftest import TEST_DATABASE_URL, World
+from conftest import TEST_DATABASE_URL, World, require_redis_server
 
 from facets import create_app
 from facets.extensions import state
@@ -187,6 +187,7 @@ def shared_config(app_config, tmp_path):
     config = {**app_config, "RATE_LIMITS_ENABLED": False}
     server = None
     if config["REDIS_URL"].startswith("fakeredis"):
+        require_redis_server()
         server = PrivateRedis(tmp_path / "redis")
         server.start()
         config["REDIS_URL"] = server.url

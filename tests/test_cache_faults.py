@@ -1,7 +1,7 @@
 """The counter cache under faults: Redis down, restarted empty or from an old snapshot,
 flushed during traffic, an after-commit update lost, updates duplicated and reordered.
 
-Each test runs the app against a private ``redis-server`` (``tests/redis_server.py``) that it
+Each test runs the app against a private ``redis-server`` (``soak/servers.py``) that it
 may kill, on whichever database the leg uses. Every facets response is compared with a
 brute-force count of the sandboxes the test created, and every mutation must succeed.
 """
@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import counted, served
+from conftest import counted, require_redis_server, served
 from sqlalchemy import select
 
 from facets import create_app
@@ -34,6 +34,7 @@ def redis_errors(op: str) -> float:
 
 @pytest.fixture
 def redis_server(tmp_path):
+    require_redis_server()
     server = PrivateRedis(tmp_path / "redis")
     server.start()
     yield server

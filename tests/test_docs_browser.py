@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import require_installed
 
 from werkzeug.serving import make_server
 
@@ -46,14 +47,10 @@ pytestmark = pytest.mark.browser
 
 def require_chromium() -> None:
     """Skip (or, under CI, fail) when Debian's Chromium and ChromeDriver are not installed."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if not missing:
-        return
-    how = "install them with: apt-get update && apt-get install -y chromium chromium-driver"
-    message = f"{', '.join(missing)} not found; {how}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {message}", pytrace=False)
-    pytest.skip(message)
+    require_installed(
+        [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()],
+        "install them with: apt-get update && apt-get install -y chromium chromium-driver",
+    )
 
 
 @pytest.fixture
