@@ -6,7 +6,6 @@ member of plus sandboxes with no project. ``Access.project_ids`` is None for "ev
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.errors import DomainError, Forbidden, NotFound
-from models.org import ORG_SLUG_PATTERN, ApiKey, Membership, Org, Role
+from models.org import ApiKey, Membership, Org, Role, is_org_slug
 from models.prepared import PreparedRead
 from models.project import Project, ProjectMember
 from models.session import Database
@@ -82,20 +81,18 @@ KEY_ACCESS_STATEMENT = (
 )
 
 
-_SLUG_SHAPE = re.compile(ORG_SLUG_PATTERN)
-
-
-def slug_can_exist(org_slug: str) -> bool:
-    """Whether some org could have this slug (``ORG_SLUG_PATTERN``, checked when orgs are made).
-
-    Any other slug is answered as absent without asking the database, which could not even
-    take some of them (PostgreSQL text refuses NUL).
-    """
-    return _SLUG_SHAPE.fullmatch(org_slug) is not None
-
-
 def org_not_found(org_slug: str) -> NotFound:
     return NotFound(f"Organization '{org_slug}' not found.")
+
+
+def require_possible_slug(org_slug: str) -> None:
+    """Answer a slug no org can have as absent without asking the database, which could not
+    even take some of them (PostgreSQL text refuses NUL).
+
+    :raise NotFound: ``org_slug`` is not of the shape of org slugs.
+    """
+    if not is_org_slug(org_slug):
+        raise org_not_found(org_slug)
 
 
 def _access_from_rows(rows, org_slug: str, user_id: uuid.UUID) -> Access:
@@ -125,8 +122,7 @@ def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -
     :raise NotFound: no org has this slug.
     :raise Forbidden: the caller is not a member of the org.
     """
-    if not slug_can_exist(org_slug):
-        raise org_not_found(org_slug)
+    require_possible_slug(org_slug)
     rows = conn.execute(ACCESS_STATEMENT, {"user_id": user_id, "org_slug": org_slug}).all()
     return _access_from_rows(rows, org_slug, user_id)
 
@@ -138,8 +134,7 @@ _KEY_ACCESS_READ = PreparedRead(KEY_ACCESS_STATEMENT)
 
 def read_access(db: Database, org_slug: str, user_id: uuid.UUID) -> Access:
     """``load_access`` as one autocommit read on the hot path (``models.prepared``)."""
-    if not slug_can_exist(org_slug):
-        raise org_not_found(org_slug)
+    require_possible_slug(org_slug)
     rows = db.read_rows(_ACCESS_READ, user_id=user_id, org_slug=org_slug)
     return _access_from_rows(rows, org_slug, user_id)
 
@@ -173,7 +168,7 @@ def read_key_access(db: Database, org_slug: str, prefix: str) -> KeyAccess | Non
 
     None when no key has this prefix.
     """
-    if not slug_can_exist(org_slug):
+    if not is_org_slug(org_slug):  # no statement for the org: just the key
         key = read_api_key(db, prefix)
         if key is None:
             return None

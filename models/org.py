@@ -8,6 +8,7 @@ order (see ``models.uow`` and ``facets.cache``).
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import datetime
 
@@ -25,8 +26,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, utcnow, uuid_pk
 
 ORG_SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62})$"
+_ORG_SLUG = re.compile(ORG_SLUG_PATTERN)
 ORG_NAME_MAX = 200
 EMAIL_MAX = 320  # RFC 5321's longest path
+
+
+def is_org_slug(slug: str) -> bool:
+    """Whether ``slug`` has the shape every org's slug has (checked when orgs are made)."""
+    return _ORG_SLUG.fullmatch(slug) is not None
 
 
 class Role(enum.StrEnum):

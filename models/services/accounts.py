@@ -19,12 +19,12 @@ from models.errors import AlreadyExists, Invalid, NotFound
 from models.org import (
     EMAIL_MAX,
     ORG_NAME_MAX,
-    ORG_SLUG_PATTERN,
     ApiKey,
     Membership,
     Org,
     Role,
     User,
+    is_org_slug,
 )
 from models.uow import UnitOfWork
 
@@ -47,7 +47,7 @@ def secret_matches(secret: str, stored_sha256: str) -> bool:
 
 def create_org(uow: UnitOfWork, *, slug: str, name: str | None = None) -> Org:
     """Create an org with a unique slug."""
-    if not re.fullmatch(ORG_SLUG_PATTERN, slug):
+    if not is_org_slug(slug):
         raise Invalid(f"Invalid org slug '{slug}': use lowercase letters, digits and '-'.")
     if name is not None and len(name) > ORG_NAME_MAX:
         raise Invalid(f"An org name has at most {ORG_NAME_MAX} characters.")

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import select
 
-from models.access import Access, load_access, org_not_found, slug_can_exist
+from models.access import Access, load_access, org_not_found, require_possible_slug
 from models.errors import Forbidden, NotFound
 from models.org import Org
 from models.project import Project
@@ -29,8 +29,7 @@ def lock_access(uow: UnitOfWork, *, org_slug: str, user_id: uuid.UUID) -> Access
     Locking first means a concurrent membership change cannot slip between the access check
     and the write it allows.
     """
-    if not slug_can_exist(org_slug):
-        raise org_not_found(org_slug)
+    require_possible_slug(org_slug)
     org_id = uow.session.scalar(select(Org.id).where(Org.slug == org_slug))
     if org_id is None:
         raise org_not_found(org_slug)
