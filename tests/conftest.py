@@ -313,6 +313,20 @@ def statements(app):
             event.remove(engine, "before_cursor_execute", record)
 
 
+@contextlib.contextmanager
+def after_commit_hooks_off(app):
+    """Commits meanwhile reach no after-commit hook, as if the process died right after each:
+    their cache updates are lost."""
+    with app.app_context():
+        hooks = state().hooks.hooks
+    saved = list(hooks)
+    hooks.clear()
+    try:
+        yield
+    finally:
+        hooks[:] = saved
+
+
 def _totals(counter) -> list:
     """The ``_total`` samples of a labelled counter, one per label set seen so far."""
     (family,) = counter.collect()

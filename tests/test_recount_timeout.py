@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from conftest import World
+from conftest import World, after_commit_hooks_off
 from sqlalchemy import create_engine, insert, select, text
 
 import facets.read as read_module
@@ -198,12 +198,8 @@ def test_a_waiter_newer_than_the_installed_label_takes_the_freed_lease(
         st = state()
         with st.db.read_connection() as conn:
             org_id = conn.scalar(select(Org.id).where(Org.slug == "big"))
-    hooks, saved = st.hooks.hooks, list(st.hooks.hooks)
-    hooks.clear()
-    try:
+    with after_commit_hooks_off(app):
         World(app).sandboxes("big", None, "running", 1)  # its cache update is lost
-    finally:
-        hooks[:] = saved
     lease = st.cache.lease_key(org_id)
     st.redis.set(lease, "another-reader", px=60_000)
     polls = []
