@@ -341,9 +341,9 @@ def render(results: dict) -> str:
         "one 0.5)"
     )
     lines.append("part".ljust(50) + "".join(h.rjust(12) for h in heads))
-    for key in floor_parts(rows[0]):
-        cells = "".join(fmt_floors(floor_parts(r)[key]).rjust(12) for r in rows)
-        lines.append(key.ljust(50) + cells)
+    parts = [floor_parts(r) for r in rows]
+    for key in parts[0]:
+        lines.append(key.ljust(50) + "".join(fmt_floors(p[key]).rjust(12) for p in parts))
     lines.append("")
     w = results.get("writes")
     if w:
