@@ -45,7 +45,7 @@ def check_client_version(minimum: Version) -> None:
         return
     try:
         version = Version(header)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: over Python's 4,300 digits of an int
         raise BadRequest(f"{CLIENT_VERSION_HEADER} must be a version like 2.4.1.") from None
     if version < minimum:
         raise UpgradeRequired(

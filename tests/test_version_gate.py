@@ -41,9 +41,18 @@ def test_a_current_client_or_none_passes(gated, version):
     assert client.get(FACETS, headers=headers).status_code == 200
 
 
-def test_a_header_that_is_no_version_is_400(gated):
+@pytest.mark.parametrize(
+    "header",
+    [
+        "banana; drop",
+        "1" * 4301,  # past the digits Python converts to an int (packaging raises ValueError)
+        "2." + "1" * 4301,
+    ],
+    ids=["words", "4301-digits", "2.4301-digits"],
+)
+def test_a_header_that_is_no_version_is_400(gated, header):
     client, headers = gated
-    response = client.get(FACETS, headers={**headers, "X-Client-Version": "banana; drop"})
+    response = client.get(FACETS, headers={**headers, "X-Client-Version": header})
     assert response.status_code == 400
     assert response.json["type"] == "invalid_error"
     assert "banana" not in response.json["detail"]
