@@ -3,7 +3,8 @@
 Every JSON body the app sends (marshmallow dumps, error envelopes, the facets' directly
 built bodies) goes through ``OrjsonProvider``: compact, keys sorted, one trailing newline, so
 two equal objects always produce identical bytes. Every JSON body the API reads goes through
-``JsonBodyParser``, which refuses what no stored or sent text can hold.
+``JsonBodyParser``, which refuses what no stored or sent text can hold, and reads the body
+whole or not at all: a body is never used cut short (``request_body``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from gunicorn.http.errors import ParseException
 
 from flask import Request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -46,12 +49,40 @@ class JsonBodyParser(FlaskParser):
     """
 
     def _raw_load_json(self, req: Request) -> Any:
-        if not is_json_request(req):
-            return core.missing
-        body = req.get_data(cache=True)
+        body = request_body(req)
         if not body:
             return core.missing
+        if not is_json_request(req):  # webargs would read it as no body at all
+            raise BadRequest("Send the body as JSON, with 'Content-Type: application/json'.")
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as error:
             self._handle_invalid_json_error(error, req)
+
+
+def request_body(req: Request) -> bytes:
+    """The whole body of ``req``, or the error that says why it cannot be had whole.
+
+    werkzeug reads a body without ``Content-Length`` (chunked, behind gunicorn) up to
+    ``MAX_CONTENT_LENGTH`` and stops there without a word, and gunicorn hands over what came
+    before an early end of a ``Content-Length`` body; either would be used cut short. So a
+    body of no declared length that reaches the limit is refused as too large (one of exactly
+    the limit too: what follows it cannot be told without reading on), and one shorter than
+    its declared length as malformed.
+
+    :raise BadRequest: the body's framing is broken, or it ended early (400).
+    :raise RequestEntityTooLarge: it is larger than ``MAX_CONTENT_LENGTH`` (413).
+    """
+    try:
+        body = req.get_data(cache=True)
+    except HTTPException:  # werkzeug's 413 for a declared length over the limit, its 400s
+        raise
+    except (ParseException, OSError) as error:  # gunicorn's reading of a broken chunked body
+        raise BadRequest("The request body could not be read: its framing is broken.") from error
+    limit = req.max_content_length
+    declared = req.content_length
+    if declared is None and limit is not None and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    if declared is not None and len(body) < declared:
+        raise BadRequest("The request body ended before its Content-Length.")
+    return body

@@ -10,10 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from unittest import mock
 
 import jwt
@@ -33,6 +40,7 @@ from models.services import accounts, projects, sandboxes
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
+ROOT = Path(__file__).resolve().parent.parent
 LEGS = ["fast"] + (["real"] if TEST_DATABASE_URL else [])
 
 
@@ -346,3 +354,44 @@ def served() -> Counter[str]:
 def aggregates(seen: list[str]) -> list[str]:
     """The recount statements among ``seen`` (as collected by ``statements``)."""
     return [s for s in seen if "count(" in s.lower() or "group by" in s.lower()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn_running(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """gunicorn from the project's gunicorn.conf.py on a free port, with ``env`` over this
+    process's environment; yields its base URL once ``/healthz`` answers, stops it after."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -5,22 +5,16 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import runpy
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
-from conftest import World, make_jwt
+from conftest import ROOT, World, gunicorn_running, make_jwt
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
-ROOT = Path(__file__).resolve().parent.parent
 METRIC_NAMES = [
     "facets_http_request_duration_seconds",
     "facets_served_total",
@@ -156,12 +150,6 @@ def test_gunicorn_hooks_clear_and_reap_metric_files(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["counter_222.db"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(url: str, headers: dict | None = None):
     try:
         return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5)
@@ -172,40 +160,16 @@ def _get(url: str, headers: dict | None = None):
 @pytest.fixture
 def gunicorn_server(tmp_path):
     """Two gunicorn workers on a free port, from gunicorn.conf.py; yields (base URL, log file)."""
-    port = _free_port()
     log_path = tmp_path / "gunicorn.log"
     env = {
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "2",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'facets.sqlite3'}",
         "JWT_SECRET": "gunicorn-test-secret-long-enough-for-hs256",
         "METRICS_PUBLIC": "true",
         "LOG_LEVEL": "INFO",
     }
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
+    with gunicorn_running(env, log_path) as base:
         yield base, log_path
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def _healthz_count(page: str) -> float:
