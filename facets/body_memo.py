@@ -7,10 +7,10 @@ change to an org's sandboxes, projects or project memberships bumps the version
 (``models/uow.py``), and a role change, which does not, changes the visible projects. The
 version is read from the database with the caller's access on every request, so the
 database is the source of truth: an entry is exact for its key, is never invalidated, and a
-read at a newer version simply misses. (Project labels are read at the newest version, as on
-any read: a body of version v built after v + 1 committed may carry v + 1's project names or
-omit a project v + 1 deleted; only a read that raced that commit can be given it, as it could
-be without the memo.)
+read at a newer version simply misses. (A body's project labels are of its version:
+``facets.read.read_facets`` reads a view again when they came out newer. Only a read that
+more than ``LABEL_REREADS`` writes in a row overtook may carry a newer name or leave out a
+project deleted since, and the memo then holds it under a version nobody reads any more.)
 
 Invariants:
 

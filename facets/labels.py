@@ -43,8 +43,11 @@ class ProjectLabels:
         self._entries: OrderedDict[uuid.UUID, tuple[int, Labels]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, org_id: uuid.UUID, version: int, project_ids: Iterable[str]) -> Labels:
-        """Labels covering ``project_ids`` (those that still exist)."""
+    def get(
+        self, org_id: uuid.UUID, version: int, project_ids: Iterable[str]
+    ) -> tuple[int, Labels]:
+        """Labels covering ``project_ids`` (those that still exist), and the version they are
+        of: ``version`` if held, else the org's newest (which may be newer than ``version``)."""
         with self._lock:
             entry = self._entries.get(org_id)
             if entry is not None:
@@ -56,11 +59,11 @@ class ProjectLabels:
                 self._entries.move_to_end(org_id)
                 while len(self._entries) > self._max_orgs:
                     self._entries.popitem(last=False)
-        labels = entry[1]
+        labels_version, labels = entry
         missing = [pid for pid in project_ids if pid not in labels]
         if missing:  # counts read at a newer version than the labels: look those up directly
             labels = {**labels, **self._load(missing)}
-        return labels
+        return labels_version, labels
 
     def _load_org(self, org_id: uuid.UUID) -> tuple[int, Labels]:
         """All the org's labels and the version they are of, read in one snapshot."""

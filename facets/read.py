@@ -32,6 +32,9 @@ from models.errors import Timeout
 from models.recount import recount_org
 
 LEASE_POLL_S = 0.005
+# Rereads of a view whose labels came out newer than its counts: each one means a write
+# committed during the previous read; a view is read at most 1 + LABEL_REREADS times.
+LABEL_REREADS = 3
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,20 @@ class FacetsRead:
 def read_facets(
     access: Access, flt: FacetFilter, refresh: Callable[[], Access] | None = None
 ) -> FacetsRead:
-    """The facets of the caller's current view of the org."""
+    """The facets of the caller's current view of the org.
+
+    Counts and project labels are of one version. Labels not held at the counts' version are
+    read at the org's newest; when a write landed between the two reads (the labels are of a
+    newer version), the whole view is read again at the newer version, up to
+    ``LABEL_REREADS`` times: otherwise the body would name a project as renamed since, or
+    leave out one deleted since while the states still count its sandboxes.
+    """
+    labels_cache = state().labels
     access, counts = read_counts(access, flt, refresh)
-    labels = state().labels.get(access.org_id, access.version, counts.by_project)
+    labels_version, labels = labels_cache.get(access.org_id, access.version, counts.by_project)
+    rereads = 0
+    while labels_version > access.version and refresh is not None and rereads < LABEL_REREADS:
+        rereads += 1
+        access, counts = read_counts(refresh(), flt, refresh)
+        labels_version, labels = labels_cache.get(access.org_id, access.version, counts.by_project)
     return FacetsRead(facets_body(counts, labels), access, counts.path)
