@@ -260,8 +260,18 @@ class ProjectListResponseSchema(ma.Schema):
     projects = ma.fields.List(ma.fields.Nested(ProjectSchema), required=True)
 
 
+class FullMatch(validate.Regexp):
+    """``validate.Regexp`` over the whole value, as the documented pattern means it: Python's
+    ``$`` also matches before a final newline, which a JSON Schema (ECMA) ``$`` does not."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
 PROJECT_KEY_FIELD = {
-    "validate": validate.Regexp(
+    "validate": FullMatch(
         PROJECT_KEY_PATTERN,
         error="1-32 letters, digits, '_' or '-', starting with a letter or digit.",
     ),
@@ -273,7 +283,8 @@ PROJECT_NAME_FIELD = {
         # Valid JSON, but no text column can hold it (PostgreSQL refuses NUL).
         validate.ContainsNoneOf("\x00", error="Must not contain the NUL character (U+0000)."),
     ],
-    "metadata": {"description": "Display name."},
+    # The NUL refusal in the OpenAPI document too, so that clients generated from it agree.
+    "metadata": {"description": "Display name.", "pattern": "^[^\\u0000]*$"},
 }
 
 

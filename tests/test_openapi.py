@@ -113,6 +113,13 @@ def test_components_carry_the_spec_fields(document, name):
         assert types_of(schema["properties"][field]) == types, field
 
 
+@pytest.mark.parametrize("component", ["ProjectCreate", "ProjectUpdate"])
+def test_a_project_name_pattern_documents_the_nul_the_api_refuses(document, component):
+    name = document["components"]["schemas"][component]["properties"]["name"]
+    assert re.search(name["pattern"], "Web \u00e9quipe") is not None
+    assert re.search(name["pattern"], "a\x00b") is None
+
+
 def test_response_lists_hold_the_entry_components(document):
     schemas = document["components"]["schemas"]
     props = schemas["SandboxFacetsResponse"]["properties"]

@@ -104,6 +104,7 @@ def test_duplicate_key_is_already_exists(client, world, acme):
         ({"key": "has space", "name": "x"}, ["key"]),
         ({"key": "-dash", "name": "x"}, ["key"]),
         ({"key": "k" * 33, "name": "x"}, ["key"]),
+        ({"key": "web\n", "name": "x"}, ["key"]),  # Python's $ matches before a final newline
         ({"key": "k", "name": ""}, ["name"]),
         ({"key": "k", "name": 5}, ["name"]),
         ({"key": "k", "name": "a\u0000b"}, ["name"]),  # valid JSON, but no column holds NUL
