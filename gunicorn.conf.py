@@ -1,7 +1,7 @@
 """Production server settings: ``gunicorn`` (or ``gunicorn -c gunicorn.conf.py``) in the project.
 
-gthread workers with HTTP keep-alive, sized from the environment, and one JSON object per line
-on the access log. The app itself is configured by its own variables (README, Configuration).
+gthread workers with HTTP keep-alive, sized from the environment, one JSON object per line on
+the access log, and the API's error envelope for requests gunicorn refuses itself. The app itself is configured by its own variables (README, Configuration).
 """
 
 import json
@@ -51,6 +51,13 @@ def on_starting(server):
         for name in os.listdir(prometheus_dir):
             if name.endswith(".db"):
                 os.remove(os.path.join(prometheus_dir, name))
+
+
+def post_fork(server, worker):
+    """Requests gunicorn refuses itself get the API's error envelope, not an HTML page."""
+    from facets.server_errors import install
+
+    install()
 
 
 def child_exit(server, worker):
