@@ -7,8 +7,11 @@ own projects.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from conftest import statements
+from sqlalchemy import text
 
 from facets.extensions import state
 from models import Forbidden, NotFound
@@ -109,3 +112,30 @@ def test_a_slug_no_org_can_have_is_not_found_every_way_without_asking_for_the_or
         outcomes = every_read(app, two_orgs["user"], slug)
     assert all(isinstance(e, NotFound) for e in outcomes), outcomes
     assert not [s for s in seen if "orgs" in s], seen
+
+
+@pytest.mark.leg("real")  # SQLite has no row locks: every writer queues for the whole file
+def test_an_outsider_is_refused_without_queueing_for_the_org_lock(app, world, two_orgs):
+    """A write by someone who is not a member answers 403 at once, even while one of the
+    org's writers holds its lock; a member's write waits for it, as it must."""
+    outsider = world.caller()
+    url = "/api/v1/org/acme/sandboxes"
+    with app.app_context():
+        engine = state().db.engine
+    finished: dict[str, int] = {}
+
+    def post(name: str, caller) -> None:
+        finished[name] = app.test_client().post(url, json={}, headers=caller.headers).status_code
+
+    with engine.connect() as holder, holder.begin():
+        holder.execute(text("SELECT 1 FROM orgs WHERE slug = 'acme' FOR UPDATE"))
+        writers = {
+            "outsider": threading.Thread(target=post, args=("outsider", outsider)),
+            "owner": threading.Thread(target=post, args=("owner", two_orgs["owner"])),
+        }
+        for writer in writers.values():
+            writer.start()
+        writers["outsider"].join(timeout=10)
+        assert finished == {"outsider": 403}  # the owner still waits for the lock
+    writers["owner"].join(timeout=10)
+    assert finished == {"outsider": 403, "owner": 201}

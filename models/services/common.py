@@ -5,11 +5,8 @@ from __future__ import annotations
 import enum
 import uuid
 
-from sqlalchemy import select
-
-from models.access import Access, load_access, org_not_found, require_possible_slug
+from models.access import Access, load_access
 from models.errors import Forbidden, NotFound
-from models.org import Org
 from models.project import Project
 from models.uow import UnitOfWork
 
@@ -24,16 +21,18 @@ UNSET = Unset.UNSET
 
 
 def lock_access(uow: UnitOfWork, *, org_slug: str, user_id: uuid.UUID) -> Access:
-    """Lock the org, then resolve the caller's access under that lock.
+    """Resolve the caller's access, lock the org, and resolve it again under that lock.
 
-    Locking first means a concurrent membership change cannot slip between the access check
-    and the write it allows.
+    The first read refuses an unknown org (404) or a caller who is not a member (403)
+    without joining the org's queue of writers; the second, under the lock, is the one the
+    write relies on, so a concurrent membership change cannot slip between the check and the
+    write it allows. (A write session reads committed data afresh with each statement.)
+
+    :raise NotFound: no org has this slug.
+    :raise Forbidden: the caller is not a member of the org.
     """
-    require_possible_slug(org_slug)
-    org_id = uow.session.scalar(select(Org.id).where(Org.slug == org_slug))
-    if org_id is None:
-        raise org_not_found(org_slug)
-    uow.lock_org(org_id)
+    access = load_access(uow.session, org_slug, user_id)
+    uow.lock_org(access.org_id)
     return load_access(uow.session, org_slug, user_id)
 
 
