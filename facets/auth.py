@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
+from sqlalchemy.exc import DBAPIError
 
 from flask import current_app, g, request
 
@@ -141,7 +142,8 @@ def authenticate() -> Principal:
     """Authenticate the current request from its bearer credential, once per request.
 
     The rate limiter identifies the caller before the view authenticates; the second call is
-    answered with the first one's outcome (the principal, or the same authentication error).
+    answered with the first one's outcome (the principal, the same authentication error, or
+    the database error that stopped the first, which the view then answers for).
     The outcome is kept in the request's WSGI environ, not in ``g``: an app context (and its
     ``g``) can outlive one request, and an outcome must never answer another request.
     """
@@ -153,11 +155,13 @@ def authenticate() -> Principal:
                 outcome = authenticate_api_key(credential)
             else:
                 outcome = authenticate_jwt(credential)
-        except AuthenticationError as exc:
+        except (AuthenticationError, DBAPIError) as exc:
             outcome = exc
         request.environ[AUTH_OUTCOME_KEY] = outcome
     if isinstance(outcome, AuthenticationError):
         raise type(outcome)(outcome.detail)
+    if isinstance(outcome, DBAPIError):  # the database failed once: no second wait on it
+        raise outcome
     return outcome
 
 

@@ -17,7 +17,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from flask import Flask, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from models.errors import DomainError
+from models.errors import DomainError, Timeout
+from models.session import is_time_limit
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,14 @@ def handle_domain_error(error: DomainError):
 def handle_unexpected(error: Exception):
     """Anything else: logged with the request id, answered without internals."""
     request_id = g.get("request_id", "-")
+    if isinstance(error, DBAPIError) and is_time_limit(error):
+        log.warning("database time limit hit (request %s)", request_id)
+        return handle_domain_error(
+            Timeout(
+                "The database did not answer in time (another transaction holds a lock this "
+                "request needs, or it is overloaded); retry shortly."
+            )
+        )
     if isinstance(error, OperationalError | PoolTimeoutError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     ):

@@ -76,7 +76,11 @@ def make_redis(url: str) -> redis.Redis:
 def init_app(app: Flask) -> FacetsState:
     """Build the extensions of ``app`` from its config."""
     api = FacetsApi()
-    db = Database(normalize_database_url(app.config["DATABASE_URL"]))
+    db = Database(
+        normalize_database_url(app.config["DATABASE_URL"]),
+        connect_timeout_s=app.config["DB_CONNECT_TIMEOUT_S"],
+        statement_timeout_ms=app.config["DB_STATEMENT_TIMEOUT_MS"],
+    )
     client = make_redis(app.config["REDIS_URL"])
     recount_timeout_ms = app.config["RECOUNT_TIMEOUT_MS"]
     # A lease outlives the longest recount it covers, so a crashed holder frees it soon.

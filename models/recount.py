@@ -24,7 +24,7 @@ from models.errors import Timeout
 from models.events import Cell
 from models.org import Org
 from models.sandbox import Sandbox
-from models.session import Database
+from models.session import Database, is_time_limit
 
 SQLITE_PROGRESS_STEPS = 1000
 
@@ -69,7 +69,9 @@ def recount_org(
 
 @contextmanager
 def _time_limit(db: Database, conn: Connection, timeout_ms: int | None) -> Iterator[None]:
-    if timeout_ms is None:
+    if timeout_ms is None:  # an admin recount: not even the connections' statement limit
+        if not db.is_sqlite:
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         yield
         return
     if db.is_sqlite:
@@ -81,7 +83,7 @@ def _time_limit(db: Database, conn: Connection, timeout_ms: int | None) -> Itera
     try:
         yield
     except OperationalError as exc:
-        if _is_cancellation(exc):
+        if is_time_limit(exc):
             raise Timeout(
                 f"Counting this organization's sandboxes took longer than {timeout_ms} ms; "
                 "retry shortly."
@@ -90,9 +92,3 @@ def _time_limit(db: Database, conn: Connection, timeout_ms: int | None) -> Itera
     finally:
         if db.is_sqlite:
             raw.set_progress_handler(None, 0)
-
-
-def _is_cancellation(exc: OperationalError) -> bool:
-    """Whether the driver error is our own time limit firing."""
-    orig = exc.orig
-    return "interrupted" in str(orig) or type(orig).__name__ == "QueryCanceled"

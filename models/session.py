@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.prepared import PreparedRead
@@ -21,11 +22,26 @@ SQLITE_BUSY_TIMEOUT_S = 30
 
 
 class Database:
-    """The engines and session factory of one app."""
+    """The engines and session factory of one app.
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    On PostgreSQL every connection is bounded: ``connect_timeout_s`` to connect (libpq's own
+    default is over two minutes against a server that does not answer) and
+    ``statement_timeout_ms`` for any one statement, lock waits included, so that a request
+    held up by a lock or a hung server ends (``is_time_limit``) instead of waiting forever.
+    A statement that needs longer lifts it for its transaction (the admin recount).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        connect_timeout_s: int | None = None,
+        statement_timeout_ms: int | None = None,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        limits = {} if self.is_sqlite else _postgres_limits(connect_timeout_s, statement_timeout_ms)
         if self.is_sqlite:
             self.engine = create_engine(
                 url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -34,7 +50,9 @@ class Database:
         else:
             # No pre-ping: it costs a round trip per checkout on the hot path; a connection
             # dropped by a database restart fails one request and invalidates the pool.
-            self.engine = create_engine(url, echo=echo, pool_size=10, pool_recycle=1800)
+            self.engine = create_engine(
+                url, echo=echo, pool_size=10, pool_recycle=1800, connect_args=limits
+            )
         self.write_engine: Engine = self.engine.execution_options(begin_immediate=True)
         self.snapshot_engine: Engine = (
             self.engine
@@ -55,6 +73,7 @@ class Database:
                 pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 pool_reset_on_return=None,
+                connect_args=limits,
             )
         )
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
@@ -86,6 +105,23 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.autocommit_engine.dispose()
+
+
+def _postgres_limits(connect_timeout_s: int | None, statement_timeout_ms: int | None) -> dict:
+    """libpq connection parameters for the time limits (none for an unset or zero limit)."""
+    limits: dict = {}
+    if connect_timeout_s:
+        limits["connect_timeout"] = int(connect_timeout_s)
+    if statement_timeout_ms:
+        limits["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+    return limits
+
+
+def is_time_limit(error: DBAPIError) -> bool:
+    """Whether a driver error is a time limit firing: PostgreSQL cancelling a statement
+    (``statement_timeout``), or SQLite interrupted by a progress handler."""
+    orig = error.orig
+    return type(orig).__name__ == "QueryCanceled" or "interrupted" in str(orig)
 
 
 def _use_explicit_sqlite_transactions(engine: Engine) -> None:
