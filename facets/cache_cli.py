@@ -17,14 +17,14 @@ import redis
 from sqlalchemy import select
 
 import click
-from flask.cli import AppGroup
 
 from facets.cache import CachedCells, CounterCache, Totals, keyed_cells, rollup
+from facets.cli_errors import OneLineGroup
 from facets.extensions import state
 from models import Database, Org
 from models.recount import Recount, recount_org
 
-facets_cli = AppGroup("facets", help="The Redis counter cache of the facets.")
+facets_cli = OneLineGroup("facets", help="The Redis counter cache of the facets.")
 
 VERIFY_ATTEMPTS = 5
 VERIFY_RETRY_S = 0.05

@@ -12,30 +12,13 @@ from alembic.util import CommandError
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 
+from facets.cli_errors import OneLineGroup
 from facets.config import normalize_database_url
 from facets.demo import demo_command
 from facets.extensions import state
 from models import DomainError, Role, migrate
 from models.services import accounts
-
-
-class OneLineGroup(AppGroup):
-    """An ``AppGroup`` that reports usage mistakes on one line, like every other error.
-
-    click's default prints a usage block and a hint around bad option values, missing
-    arguments and unknown commands; scripts expect a single line on stderr.
-    """
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:
-            error = click.ClickException(" ".join(exc.format_message().split()))
-            error.exit_code = exc.exit_code
-            raise error from None
-
 
 db_cli = OneLineGroup("db", help="Database schema (Alembic migrations).")
 orgs_cli = OneLineGroup("orgs", help="Organizations.")

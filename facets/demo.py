@@ -10,6 +10,7 @@ from sqlalchemy import select
 import click
 from flask.cli import with_appcontext
 
+from facets.cli_errors import OneLineCommand
 from facets.extensions import state
 from models import DomainError, Org, Role
 from models.services import accounts, projects, sandboxes
@@ -79,7 +80,7 @@ def seed(uow: UnitOfWork) -> int:
     return SANDBOX_COUNT
 
 
-@click.command("demo")
+@click.command("demo", cls=OneLineCommand)
 @with_appcontext
 def demo_command() -> None:
     """Create the demo org (once) and print an API key for its owner as the last line."""

@@ -7,8 +7,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import JWT_SECRET
 from sqlalchemy import select, text
 
+from facets import create_app
 from facets.extensions import state
 from models import ApiKey, Membership, Org, User
 
@@ -198,3 +200,28 @@ def test_a_failed_command_changes_nothing(app, runner):
     ok(runner, "orgs", "create", "acme")
     fails(runner, "orgs", "create", "acme", "--name", "Second")
     assert db_row(app, select(Org.name).where(Org.slug == "acme"))[0] == "acme"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["orgs", "create", "acme"],
+        ["tokens", "create", "ada@example.com"],
+        ["facets", "verify"],
+        ["facets", "rebuild"],
+        ["demo"],
+    ],
+    ids=lambda args: "-".join(args),
+)
+@pytest.mark.parametrize(
+    "database_url",
+    ["postgresql://postgres@127.0.0.1:1/nowhere", "sqlite:////nonexistent-dir/facets.sqlite3"],
+    ids=["postgres-refused", "sqlite-unopenable"],
+)
+def test_an_unreachable_database_is_one_line_not_a_traceback(args, database_url):
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": "fakeredis://"}
+        | {"JWT_SECRET": JWT_SECRET, "LOG_LEVEL": "WARNING"}
+    )
+    line = fails(app.test_cli_runner(), *args)
+    assert line == "Error: The database is unreachable: OperationalError."
