@@ -56,12 +56,21 @@ def read_snapshot(cache: CounterCache, org_id: uuid.UUID) -> Snapshot | None:
     """The org's hashes, or None if they hold what no install writes (a value that is not a
     count, a key of another type): a difference to report, and for rebuild to replace.
 
-    :raise redis.RedisError: Redis is unreachable.
+    :raise redis.RedisError: Redis is unreachable, or refuses commands (out of memory).
     """
     try:
         return cache.snapshot(org_id)
+    except redis.exceptions.OutOfMemoryError:
+        raise  # Redis refused the read, whatever the hashes hold
     except (ValueError, redis.ResponseError):
         return None
+
+
+def redis_error_line(error: redis.RedisError) -> str:
+    """What an admin reads when Redis failed a command."""
+    if isinstance(error, redis.exceptions.OutOfMemoryError):
+        return "Redis is out of memory (maxmemory reached) and refuses commands; free some."
+    return f"Redis is unreachable: {type(error).__name__}"
 
 
 def compare(slug: str, snapshot: Snapshot | None, recount: Recount) -> list[Difference]:
@@ -122,7 +131,7 @@ def verify(slug: str | None) -> None:
         for org_id, org_slug in orgs:
             diffs.extend(verify_org(st.cache, st.db, org_slug, org_id))
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}") from None
+        raise click.ClickException(redis_error_line(exc)) from None
     if diffs:
         click.echo(f"{'org':<24} {'field':<52} {'cache':>12} {'sql':>12}")
         for d in diffs:
@@ -152,7 +161,7 @@ def rebuild(slug: str | None) -> None:
                 if st.cache.install(org_id, recount, force=True) == "error":
                     raise redis.ConnectionError("install failed")
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}") from None
+        raise click.ClickException(redis_error_line(exc)) from None
     click.echo(
         f"rebuilt {len(orgs)} orgs, {differed} differed before, {time.monotonic() - started:.2f}s"
     )

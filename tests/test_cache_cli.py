@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis as redis_lib
 from conftest import served
 from sqlalchemy import select
 
@@ -178,6 +179,26 @@ def test_unknown_org_is_a_one_line_error(runner, orgs, command):
     result = invoke(runner, command, "--org", "nope")
     assert result.exit_code != 0
     assert result.output.strip().splitlines() == ["Error: Organization 'nope' not found."]
+
+
+@pytest.mark.parametrize("command", ["verify", "rebuild"])
+def test_redis_out_of_memory_is_a_one_line_error_not_unreadable_hashes(
+    runner, orgs, monkeypatch, command
+):
+    """At maxmemory with noeviction Redis refuses even the MULTI that reads both hashes."""
+
+    def refused(self, org_id):
+        raise redis_lib.exceptions.OutOfMemoryError(
+            "command not allowed when used memory > 'maxmemory'."
+        )
+
+    monkeypatch.setattr(CounterCache, "snapshot", refused)
+    result = invoke(runner, command)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: Redis is out of memory (maxmemory reached) and refuses commands; free some."
+    )
+    assert "differ" not in result.output and "unreadable" not in result.output
 
 
 def test_rebuild_repairs_a_hash_labelled_ahead_of_sql(app, client, runner, orgs):
