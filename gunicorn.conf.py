@@ -1,7 +1,8 @@
 """Production server settings: ``gunicorn`` (or ``gunicorn -c gunicorn.conf.py``) in the project.
 
 gthread workers with HTTP keep-alive, sized from the environment, one JSON object per line on
-the access log, and the API's error envelope for requests gunicorn refuses itself. The app itself is configured by its own variables (README, Configuration).
+the access log, and the API's error envelope for requests gunicorn refuses itself. The app
+itself is configured by its own variables (README, Configuration).
 """
 
 import json
