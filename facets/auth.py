@@ -143,7 +143,9 @@ def authenticate() -> Principal:
 
     The rate limiter identifies the caller before the view authenticates; the second call is
     answered with the first one's outcome (the principal, the same authentication error, or
-    the database error that stopped the first, which the view then answers for).
+    the database error that stopped the first, a time limit or an unreachable server, which
+    the view then answers for without waiting again; a dropped connection is not kept, as
+    the pool reconnects on the next try).
     The outcome is kept in the request's WSGI environ, not in ``g``: an app context (and its
     ``g``) can outlive one request, and an outcome must never answer another request.
     """
@@ -155,7 +157,11 @@ def authenticate() -> Principal:
                 outcome = authenticate_api_key(credential)
             else:
                 outcome = authenticate_jwt(credential)
-        except (AuthenticationError, DBAPIError) as exc:
+        except AuthenticationError as exc:
+            outcome = exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:  # a dropped pooled connection: the next try reconnects
+                raise
             outcome = exc
         request.environ[AUTH_OUTCOME_KEY] = outcome
     if isinstance(outcome, AuthenticationError):

@@ -43,9 +43,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "JWT_SECRET": env.get("JWT_SECRET"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "RECOUNT_TIMEOUT_MS": int(env.get("RECOUNT_TIMEOUT_MS", "2000")),
-        # PostgreSQL only: the longest the app waits to connect, and on any one statement
-        # (lock waits included; the recount has its own limit, admin recounts none).
+        # PostgreSQL only: the longest the app waits to connect, for a lock (any statement),
+        # and on a per-request read (models.session.Database).
         "DB_CONNECT_TIMEOUT_S": int(env.get("DB_CONNECT_TIMEOUT_S", "3")),
+        "DB_LOCK_TIMEOUT_MS": int(env.get("DB_LOCK_TIMEOUT_MS", "5000")),
         "DB_STATEMENT_TIMEOUT_MS": int(env.get("DB_STATEMENT_TIMEOUT_MS", "5000")),
         "FACETS_BODY_MEMO_BYTES": int(env.get("FACETS_BODY_MEMO_BYTES", str(32 * 1024 * 1024))),
         # Rate limits per caller (API key prefix, JWT subject, else client address).

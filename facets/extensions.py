@@ -79,6 +79,7 @@ def init_app(app: Flask) -> FacetsState:
     db = Database(
         normalize_database_url(app.config["DATABASE_URL"]),
         connect_timeout_s=app.config["DB_CONNECT_TIMEOUT_S"],
+        lock_timeout_ms=app.config["DB_LOCK_TIMEOUT_MS"],
         statement_timeout_ms=app.config["DB_STATEMENT_TIMEOUT_MS"],
     )
     client = make_redis(app.config["REDIS_URL"])

@@ -69,9 +69,9 @@ def recount_org(
 
 @contextmanager
 def _time_limit(db: Database, conn: Connection, timeout_ms: int | None) -> Iterator[None]:
-    if timeout_ms is None:  # an admin recount: not even the connections' statement limit
+    if timeout_ms is None:  # an admin recount: not even the connections' lock wait limit
         if not db.is_sqlite:
-            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
         yield
         return
     if db.is_sqlite:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,11 +25,14 @@ SQLITE_BUSY_TIMEOUT_S = 30
 class Database:
     """The engines and session factory of one app.
 
-    On PostgreSQL every connection is bounded: ``connect_timeout_s`` to connect (libpq's own
-    default is over two minutes against a server that does not answer) and
-    ``statement_timeout_ms`` for any one statement, lock waits included, so that a request
-    held up by a lock or a hung server ends (``is_time_limit``) instead of waiting forever.
-    A statement that needs longer lifts it for its transaction (the admin recount).
+    On PostgreSQL no wait is unbounded: ``connect_timeout_s`` to connect (libpq's own
+    default is over two minutes against a server that does not answer), ``lock_timeout_ms``
+    for any statement's wait on a lock (a migration, a long write), and
+    ``statement_timeout_ms`` for the per-request one-statement reads (``read_rows``,
+    ``read_connection``), which take well under a millisecond. Writes and sessions have no
+    statement limit: deleting a big project moves its sandboxes in one long UPDATE. A limit
+    that fires is ``is_time_limit``; a recount sets its own for its transaction. Settings
+    given in the URL (``?options=``, ``?connect_timeout=``) are kept.
     """
 
     def __init__(
@@ -37,11 +41,17 @@ class Database:
         *,
         echo: bool = False,
         connect_timeout_s: int | None = None,
+        lock_timeout_ms: int | None = None,
         statement_timeout_ms: int | None = None,
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        limits = {} if self.is_sqlite else _postgres_limits(connect_timeout_s, statement_timeout_ms)
+        limits = read_limits = {}
+        if not self.is_sqlite:
+            limits = _postgres_limits(url, connect_timeout_s, lock_timeout_ms, None)
+            read_limits = _postgres_limits(
+                url, connect_timeout_s, lock_timeout_ms, statement_timeout_ms
+            )
         if self.is_sqlite:
             self.engine = create_engine(
                 url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -73,7 +83,7 @@ class Database:
                 pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 pool_reset_on_return=None,
-                connect_args=limits,
+                connect_args=read_limits,
             )
         )
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
@@ -107,21 +117,37 @@ class Database:
         self.autocommit_engine.dispose()
 
 
-def _postgres_limits(connect_timeout_s: int | None, statement_timeout_ms: int | None) -> dict:
-    """libpq connection parameters for the time limits (none for an unset or zero limit)."""
+def _postgres_limits(
+    url: str,
+    connect_timeout_s: int | None,
+    lock_timeout_ms: int | None,
+    statement_timeout_ms: int | None,
+) -> dict:
+    """libpq connection parameters for the time limits (none for an unset or zero limit),
+    added to what the URL itself sets."""
+    query = make_url(url).query
     limits: dict = {}
-    if connect_timeout_s:
+    if connect_timeout_s and "connect_timeout" not in query:
         limits["connect_timeout"] = int(connect_timeout_s)
+    given = query.get("options", "")
+    options = [given] if isinstance(given, str) else list(given)
+    if lock_timeout_ms:
+        options.append(f"-c lock_timeout={int(lock_timeout_ms)}")
     if statement_timeout_ms:
-        limits["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+        options.append(f"-c statement_timeout={int(statement_timeout_ms)}")
+    if any(options):
+        limits["options"] = " ".join(o for o in options if o)
     return limits
 
 
 def is_time_limit(error: DBAPIError) -> bool:
     """Whether a driver error is a time limit firing: PostgreSQL cancelling a statement
-    (``statement_timeout``), or SQLite interrupted by a progress handler."""
+    (``statement_timeout``) or its wait for a lock (``lock_timeout``), or SQLite interrupted
+    by a progress handler."""
     orig = error.orig
-    return type(orig).__name__ == "QueryCanceled" or "interrupted" in str(orig)
+    return type(orig).__name__ in {"QueryCanceled", "LockNotAvailable"} or "interrupted" in str(
+        orig
+    )
 
 
 def _use_explicit_sqlite_transactions(engine: Engine) -> None:

@@ -1,8 +1,9 @@
-"""PostgreSQL waits are bounded: to connect, and on any statement, lock waits included.
+"""PostgreSQL waits are bounded: to connect, for a lock, and on a per-request read.
 
 A request held up by a lock answers 504 ``gateway_timeout_error`` after
-``DB_STATEMENT_TIMEOUT_MS``; a server that accepts connections and never answers is a
-``database_error`` after ``DB_CONNECT_TIMEOUT_S``; an admin recount is not limited.
+``DB_LOCK_TIMEOUT_MS`` (or ``DB_STATEMENT_TIMEOUT_MS`` for its reads); a server that accepts
+connections and never answers is a ``database_error`` after ``DB_CONNECT_TIMEOUT_S``. A long
+write and an admin recount are not limited, and settings given in the URL are kept.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ pytestmark = pytest.mark.leg("real")  # SQLite has neither a server to wait on n
 
 @pytest.fixture
 def limited(app_config):
-    """The app with a 300 ms statement limit, the org ``acme`` with a sandbox, and its owner
-    (read once, so its facets are warm)."""
-    app = create_app({**app_config, "DB_STATEMENT_TIMEOUT_MS": LIMIT_MS})
+    """The app with 300 ms limits, the org ``acme`` with a sandbox, and its owner (read
+    once, so its facets are warm)."""
+    limits = {"DB_STATEMENT_TIMEOUT_MS": LIMIT_MS, "DB_LOCK_TIMEOUT_MS": LIMIT_MS}
+    app = create_app({**app_config, **limits})
     world = World(app)
     world.org("acme")
     owner = world.caller("acme", "owner")
@@ -109,6 +111,65 @@ def test_an_admin_rebuild_waits_past_the_limit(limited, locker):
         release.join()
     assert result.exit_code == 0, result.output
     assert took >= 3 * LIMIT_MS / 1000 * 0.9  # it waited for the lock, past the limit
+
+
+def test_a_long_write_is_not_cut_by_the_read_limit(app_config):
+    """Deleting a big project moves its sandboxes in one UPDATE: no statement limit there."""
+    app = create_app({**app_config, "DB_STATEMENT_TIMEOUT_MS": 1})
+    world = World(app)
+    world.org("acme")
+    big = world.project("acme", "big")
+    with app.app_context(), state().db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sandboxes (id, org_id, project_id, state, created_at, updated_at) "
+                "SELECT gen_random_uuid(), org_id, id, 'running', now(), now() "
+                "FROM projects, generate_series(1, 50000) WHERE projects.id = :big"
+            ),
+            {"big": big},
+        )
+    owner = world.caller("acme", "owner")
+    token = {"Authorization": f"Bearer {make_jwt(owner.user_id)}"}  # no per-request read
+    response = app.test_client().delete(f"/api/v1/org/acme/projects/{big}", headers=token)
+    assert response.status_code == 204, response.get_data(as_text=True)
+    with app.app_context():
+        state().db.dispose()
+
+
+def test_settings_in_the_url_are_kept_beside_the_limits(app_config):
+    url = app_config["DATABASE_URL"]
+    url += ("&" if "?" in url else "?") + "options=-c%20application_name%3Dfacets-test"
+    app = create_app({**app_config, "DATABASE_URL": url, "DB_LOCK_TIMEOUT_MS": LIMIT_MS})
+    with app.app_context():
+        db = state().db
+        for engine in (db.engine, db.autocommit_engine):
+            with engine.connect() as conn:
+                assert conn.scalar(text("SHOW application_name")) == "facets-test"
+                assert conn.scalar(text("SHOW lock_timeout")) == f"{LIMIT_MS}ms"
+        with db.autocommit_engine.connect() as conn:
+            assert conn.scalar(text("SHOW statement_timeout")) == "5s"
+        with db.engine.connect() as conn:
+            assert conn.scalar(text("SHOW statement_timeout")) == "0"
+        db.dispose()
+
+
+def test_a_dropped_connection_is_retried_not_answered_with_an_error(make_app):
+    """A database restart drops pooled connections: the rate limiter's credential check
+    meets the dropped one, and the view's own check reconnects (rate limits on)."""
+    app = make_app(RATE_LIMITS_ENABLED=True)
+    world = World(app)
+    world.org("acme")
+    owner = world.caller("acme", "owner")
+    client = app.test_client()
+    assert client.get(FACETS, headers=owner.headers).status_code == 200
+    with app.app_context(), state().db.engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert client.get(FACETS, headers=owner.headers).status_code == 200
 
 
 @pytest.fixture
