@@ -214,14 +214,27 @@ def test_a_failed_command_changes_nothing(app, runner):
     ids=lambda args: "-".join(args),
 )
 @pytest.mark.parametrize(
-    "database_url",
-    ["postgresql://postgres@127.0.0.1:1/nowhere", "sqlite:////nonexistent-dir/facets.sqlite3"],
+    "database_url, says",
+    [
+        ("postgresql://postgres@127.0.0.1:1/nowhere", "Connection refused"),
+        ("sqlite:////nonexistent-dir/facets.sqlite3", "unable to open database file"),
+    ],
     ids=["postgres-refused", "sqlite-unopenable"],
 )
-def test_an_unreachable_database_is_one_line_not_a_traceback(args, database_url):
-    app = create_app(
+def test_an_unreachable_database_is_one_line_not_a_traceback(args, database_url, says):
+    line = fails(_app(database_url).test_cli_runner(), *args)
+    assert line.startswith("Error: Database error (OperationalError): "), line
+    assert says in line
+
+
+def test_a_database_before_its_migrations_says_what_is_missing(tmp_path):
+    """The quick start's likely slip: a command before ``flask db upgrade``."""
+    line = fails(_app(f"sqlite:///{tmp_path / 'empty.sqlite3'}").test_cli_runner(), "demo")
+    assert line == "Error: Database error (OperationalError): no such table: orgs"
+
+
+def _app(database_url: str):
+    return create_app(
         {"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": "fakeredis://"}
         | {"JWT_SECRET": JWT_SECRET, "LOG_LEVEL": "WARNING"}
     )
-    line = fails(app.test_cli_runner(), *args)
-    assert line == "Error: The database is unreachable: OperationalError."
