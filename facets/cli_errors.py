@@ -18,12 +18,21 @@ from models.session import is_time_limit
 
 
 def database_error_line(error: DBAPIError) -> str:
-    """What an admin reads when the database failed a command: the driver's error type and
-    the first line of its message (libpq's never holds a password)."""
+    """What an admin reads when the database failed a command.
+
+    A message the server sent (it carries a SQLSTATE) or SQLite's is shown, first line only;
+    a connection error raised by the client is named by its type alone, because the client
+    can quote the URL it was given, password included (psycopg's host lookup does, when an
+    unescaped ``@`` in the password moves part of it into the host).
+    """
     if is_time_limit(error):
         return "The database did not answer in time (a lock held elsewhere?); retry shortly."
-    lines = str(error.orig).strip().splitlines()
-    return f"Database error ({type(error.orig).__name__}): {lines[0] if lines else 'no message'}"
+    orig = error.orig
+    kind = type(orig).__name__
+    if getattr(orig, "sqlstate", None) is None and type(orig).__module__ != "sqlite3":
+        return f"The database is unreachable: {kind}."
+    lines = str(orig).strip().splitlines()
+    return f"Database error ({kind}): {lines[0] if lines else 'no message'}"
 
 
 class OneLineErrors:
