@@ -23,6 +23,7 @@ from facets.cli_errors import OneLineGroup
 from facets.extensions import state
 from models import Database, Org
 from models.recount import Recount, recount_org
+from models.session import wait_for_locks
 
 facets_cli = OneLineGroup("facets", help="The Redis counter cache of the facets.")
 
@@ -40,6 +41,7 @@ class Difference:
 
 def _orgs(db: Database, slug: str | None) -> list[tuple[uuid.UUID, str]]:
     with db.read_session() as session:
+        wait_for_locks(db, session)
         query = select(Org.id, Org.slug).order_by(Org.slug)
         if slug is not None:
             query = query.where(Org.slug == slug)

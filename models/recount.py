@@ -24,7 +24,7 @@ from models.errors import Timeout
 from models.events import Cell
 from models.org import Org
 from models.sandbox import Sandbox
-from models.session import Database, is_time_limit
+from models.session import Database, is_time_limit, wait_for_locks
 
 SQLITE_PROGRESS_STEPS = 1000
 
@@ -70,8 +70,7 @@ def recount_org(
 @contextmanager
 def _time_limit(db: Database, conn: Connection, timeout_ms: int | None) -> Iterator[None]:
     if timeout_ms is None:  # an admin recount: not even the connections' lock wait limit
-        if not db.is_sqlite:
-            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+        wait_for_locks(db, conn)
         yield
         return
     if db.is_sqlite:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -138,6 +138,13 @@ def _postgres_limits(
     if any(options):
         limits["options"] = " ".join(o for o in options if o)
     return limits
+
+
+def wait_for_locks(db: Database, conn: Session | Connection) -> None:
+    """Lift the lock wait limit for the rest of ``conn``'s transaction: admin work (a rebuild,
+    a verify) waits for a migration's lock rather than give up."""
+    if not db.is_sqlite:
+        conn.execute(text("SET LOCAL lock_timeout = 0"))
 
 
 def is_time_limit(error: DBAPIError) -> bool:

@@ -98,15 +98,17 @@ def test_a_write_waiting_for_the_org_lock_is_a_504_after_the_limit(limited, lock
     assert response.status_code == 200
 
 
-def test_an_admin_rebuild_waits_past_the_limit(limited, locker):
+@pytest.mark.parametrize("command", ["rebuild", "verify"])
+@pytest.mark.parametrize("table", ["sandboxes", "orgs"])
+def test_an_admin_recount_waits_for_a_lock_past_the_limit(limited, locker, command, table):
     app = limited[0]
     with locker.connect() as conn:
         transaction = conn.begin()
-        conn.execute(text("LOCK TABLE sandboxes IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
         release = threading.Timer(3 * LIMIT_MS / 1000, transaction.rollback)
         release.start()
         result, took = timed(
-            lambda: app.test_cli_runner().invoke(args=["facets", "rebuild", "--org", "acme"])
+            lambda: app.test_cli_runner().invoke(args=["facets", command, "--org", "acme"])
         )
         release.join()
     assert result.exit_code == 0, result.output
