@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from sqlalchemy import select
@@ -43,11 +42,10 @@ class ProjectLabels:
         self._entries: OrderedDict[uuid.UUID, tuple[int, Labels]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, org_id: uuid.UUID, version: int, project_ids: Iterable[str]
-    ) -> tuple[int, Labels]:
-        """Labels covering ``project_ids`` (those that still exist), and the version they are
-        of: ``version`` if held, else the org's newest (which may be newer than ``version``)."""
+    def get(self, org_id: uuid.UUID, version: int) -> tuple[int, Labels]:
+        """The org's labels and the version they are of: ``version`` if held, else the org's
+        newest, which a write that landed since makes newer than ``version`` (the caller then
+        reads again: ``facets.read.read_facets``)."""
         with self._lock:
             entry = self._entries.get(org_id)
             if entry is not None:
@@ -59,11 +57,7 @@ class ProjectLabels:
                 self._entries.move_to_end(org_id)
                 while len(self._entries) > self._max_orgs:
                     self._entries.popitem(last=False)
-        labels_version, labels = entry
-        missing = [pid for pid in project_ids if pid not in labels]
-        if missing:  # counts read at a newer version than the labels: look those up directly
-            labels = {**labels, **self._load(missing)}
-        return labels_version, labels
+        return entry
 
     def _load_org(self, org_id: uuid.UUID) -> tuple[int, Labels]:
         """All the org's labels and the version they are of, read in one snapshot."""
@@ -74,11 +68,3 @@ class ProjectLabels:
             )
             labels = dict(_label(*row) for row in rows)
         return (version if version is not None else -1), labels
-
-    def _load(self, project_ids: list[str]) -> Labels:
-        ids = [uuid.UUID(pid) for pid in project_ids]
-        with self._db.read_connection() as conn:
-            rows = conn.execute(
-                select(Project.id, Project.key, Project.name).where(Project.id.in_(ids))
-            )
-            return dict(_label(*row) for row in rows)

@@ -291,10 +291,10 @@ def read_facets(
     """
     labels_cache = state().labels
     access, counts = read_counts(access, flt, refresh)
-    labels_version, labels = labels_cache.get(access.org_id, access.version, counts.by_project)
+    labels_version, labels = labels_cache.get(access.org_id, access.version)
     rereads = 0
     while labels_version > access.version and refresh is not None and rereads < LABEL_REREADS:
         rereads += 1
         access, counts = read_counts(refresh(), flt, refresh)
-        labels_version, labels = labels_cache.get(access.org_id, access.version, counts.by_project)
+        labels_version, labels = labels_cache.get(access.org_id, access.version)
     return FacetsRead(facets_body(counts, labels), access, counts.path)

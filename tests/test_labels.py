@@ -30,12 +30,12 @@ def overtake_reads(monkeypatch, writes_per_read: list) -> None:
     real_get = ProjectLabels.get
     pending = list(writes_per_read)
 
-    def overtaken(self, org_id, version, project_ids):
+    def overtaken(self, org_id, version):
         if pending:
             writer = threading.Thread(target=pending.pop(0))
             writer.start()
             writer.join()
-        return real_get(self, org_id, version, project_ids)
+        return real_get(self, org_id, version)
 
     monkeypatch.setattr(ProjectLabels, "get", overtaken)
 
@@ -98,9 +98,9 @@ def test_rereads_are_bounded_however_often_labels_come_out_newer(client, world, 
     lookups = []
     real_get = ProjectLabels.get
 
-    def always_newer(self, org_id, version, project_ids):
+    def always_newer(self, org_id, version):
         lookups.append(version)
-        _, labels = real_get(self, org_id, version, project_ids)
+        _, labels = real_get(self, org_id, version)
         return version + 1, labels
 
     monkeypatch.setattr(ProjectLabels, "get", always_newer)
