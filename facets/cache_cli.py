@@ -158,7 +158,7 @@ def rebuild(slug: str | None) -> None:
                 if recount is None:
                     continue
                 snapshot = read_snapshot(st.cache, org_id)
-                if snapshot is None or snapshot[0] is None or compare(org_slug, snapshot, recount):
+                if compare(org_slug, snapshot, recount) or snapshot[0] is None:  # or cold
                     differed += 1
                 if st.cache.install(org_id, recount, force=True) == "error":
                     raise redis.ConnectionError("install failed")
