@@ -61,6 +61,19 @@ def error_type(status: int) -> str:
     return TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_error")
 
 
+def envelope_body(
+    status: int,
+    detail: str,
+    type_: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The error envelope's fields."""
+    body: dict[str, Any] = {"code": status, "detail": detail, "type": type_ or error_type(status)}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
 def envelope(
     status: int,
     detail: str,
@@ -69,10 +82,7 @@ def envelope(
     headers: Mapping[str, str] | None = None,
 ):
     """A JSON response carrying the error envelope."""
-    body: dict[str, Any] = {"code": status, "detail": detail, "type": type_ or error_type(status)}
-    if errors is not None:
-        body["errors"] = errors
-    response = jsonify(body)
+    response = jsonify(envelope_body(status, detail, type_, errors))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

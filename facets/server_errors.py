@@ -14,10 +14,9 @@ import socket
 from http import HTTPStatus
 
 import gunicorn.util
-import orjson
 
-from facets.errors import error_type
-from facets.json import OPTIONS
+from facets.errors import envelope_body
+from facets.json import dumps_body
 
 DETAILS = {
     400: "Malformed HTTP request: its request line, a header or the body's framing could not "
@@ -32,11 +31,7 @@ DETAILS = {
 
 def envelope_bytes(status: int, reason: str) -> bytes:
     """A whole HTTP/1.1 response carrying the envelope for ``status``, closing the connection."""
-    detail = DETAILS.get(status) or HTTPStatus(status).phrase
-    body = orjson.dumps(
-        {"code": status, "detail": detail, "type": error_type(status)}, option=OPTIONS
-    )
-    body += b"\n"
+    body = dumps_body(envelope_body(status, DETAILS.get(status) or HTTPStatus(status).phrase))
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
