@@ -395,3 +395,27 @@ def gunicorn_running(env: dict[str, str], log_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def raw_exchange(base: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``raw`` (a whole HTTP request, framing included) to the server at ``base``, end the
+    sending side, and read until it closes: status, headers (lower-cased names), body."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_gateway_timeout(response) -> None:
+    """A 504 ``gateway_timeout_error`` envelope that says when to retry."""
+    assert response.status_code == 504, response.get_data(as_text=True)
+    assert response.json["type"] == "gateway_timeout_error"
+    assert response.json["code"] == 504
+    assert response.headers["Retry-After"] == "1"

@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from conftest import World, after_commit_hooks_off
+from conftest import World, after_commit_hooks_off, assert_gateway_timeout
 from sqlalchemy import create_engine, insert, select, text
 
 import facets.read as read_module
@@ -40,13 +40,6 @@ def bulk_sandboxes(app, slug: str, n: int) -> None:
             insert(Sandbox),
             [{"id": uuid.uuid4(), "org_id": org_id, "state": "running"} for _ in range(n)],
         )
-
-
-def assert_gateway_timeout(response):
-    assert response.status_code == 504
-    assert response.json["type"] == "gateway_timeout_error"
-    assert response.json["code"] == 504
-    assert response.headers["Retry-After"] == "1"
 
 
 @pytest.mark.leg("real")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
-from conftest import gunicorn_running
+from conftest import gunicorn_running, raw_exchange
 
 from facets.server_errors import envelope_bytes
 
@@ -17,20 +16,7 @@ SECRET = "sk_live_secret_in_a_broken_header"
 def server(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'facets.sqlite3'}", "JWT_SECRET": "x" * 40}
     with gunicorn_running(env, tmp_path / "gunicorn.log") as base:
-        host, port = base.removeprefix("http://").split(":")
-        yield host, int(port), tmp_path / "gunicorn.log"
-
-
-def _send(host: str, port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(raw)
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, body
+        yield base, tmp_path / "gunicorn.log"
 
 
 @pytest.mark.parametrize(
@@ -55,8 +41,8 @@ def _send(host: str, port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]
     ],
 )
 def test_a_request_gunicorn_refuses_gets_the_envelope(server, raw, status):
-    host, port, log_path = server
-    got, headers, body = _send(host, port, raw)
+    base, log_path = server
+    got, headers, body = raw_exchange(base, raw)
     assert got == status
     assert headers["content-type"] == "application/json"
     envelope = json.loads(body)
