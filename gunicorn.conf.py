@@ -56,7 +56,7 @@ def on_starting(server):
 
 def post_fork(server, worker):
     """Requests gunicorn refuses itself get the API's error envelope, not an HTML page."""
-    from facets.server_errors import install
+    from facets.edge.server_errors import install
 
     install()
 

@@ -5,8 +5,8 @@ small org (``bench.timing``), so their ratios compare requests made at the same 
 
 - ``floor``: ``GET /bench/floor`` on the same app (same hooks, no auth, no SQL, no Redis).
 - ``owner_warm`` / ``member_warm``: facets as shipped, polled: the org's hashes are in Redis
-  and the encoded body in the process's body memo (``facets.body_memo``), so a repeated read is
-  a memo hit.
+  and the encoded body in the process's body memo (``facets.counts.body_memo``), so a repeated
+  read is a memo hit.
 - ``owner_redis`` / ``member_redis``: the same reads on an app with the body memo off: served
   from the Redis hashes (what the first read of a version in a process costs).
 - ``owner_cold`` / ``member_cold``: on the memo-off app, the org's Redis keys are deleted
@@ -46,8 +46,8 @@ from flask import Flask
 from bench.floor import FLOOR_PATH
 from bench.load import OrgData
 from bench.timing import Scenario, Stats, run_interleaved, summarize
-from facets import limits
-from facets.cache import CounterCache
+from facets.counts.cache import CounterCache
+from facets.edge import limits
 from facets.extensions import state
 from models import SANDBOX_STATES, Org
 from models.prepared import PreparedRead

@@ -16,25 +16,14 @@ from flask import Flask, current_app
 
 from flask_smorest import Api
 
-from facets.body_memo import BodyMemo
-from facets.cache import CounterCache
 from facets.config import EMBEDDED_REDIS_URL, normalize_database_url
-from facets.errors import register_error_handlers
-from facets.labels import ProjectLabels
-from facets.metrics import HOOK_FAILURES
-from facets.schemas import APIErrorPayloadSchema
+from facets.counts.body_memo import BodyMemo
+from facets.counts.cache import CounterCache
+from facets.counts.labels import ProjectLabels
+from facets.ops.metrics import HOOK_FAILURES
 from models import Database, HookRegistry, UnitOfWork
 
 REDIS_TIMEOUT_S = 0.5
-
-
-class FacetsApi(Api):
-    """flask-smorest's Api with the spec's error envelope instead of its own."""
-
-    ERROR_SCHEMA = APIErrorPayloadSchema
-
-    def _register_error_handlers(self) -> None:
-        register_error_handlers(self._app)
 
 
 @dataclass
@@ -47,7 +36,7 @@ class FacetsState:
     labels: ProjectLabels
     body_memo: BodyMemo
     hooks: HookRegistry
-    api: FacetsApi
+    api: Api
     recount_timeout_ms: int
 
     def unit_of_work(self) -> UnitOfWork:
@@ -73,9 +62,8 @@ def make_redis(url: str) -> redis.Redis:
     )
 
 
-def init_app(app: Flask) -> FacetsState:
-    """Build the extensions of ``app`` from its config."""
-    api = FacetsApi()
+def init_app(app: Flask, api: Api) -> FacetsState:
+    """Build the extensions of ``app`` from its config; ``api`` is bound to it here too."""
     db = Database(
         normalize_database_url(app.config["DATABASE_URL"]),
         connect_timeout_s=app.config["DB_CONNECT_TIMEOUT_S"],

@@ -2,7 +2,7 @@
 
 An org's ``facet_version`` counts the committed changes to its facets. It is bumped in the
 same transaction as every such change, under the org row lock, so version order is commit
-order (see ``models.uow`` and ``facets.cache``).
+order (see ``models.uow`` and ``facets.counts.cache``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import uuid
 from conftest import served, statements
 from sqlalchemy import select
 
-from facets import read as read_module
-from facets.cache import CounterCache
+from facets.counts import read as read_module
+from facets.counts.cache import CounterCache
 from facets.extensions import state
 from models import Org
 from models.services import projects as project_service

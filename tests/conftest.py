@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, event, text
 
 from facets import create_app
 from facets.extensions import state
-from facets.metrics import FACETS_SERVED
+from facets.ops.metrics import FACETS_SERVED
 from models import Access, Base, Database, Role, migrate
 from models.prepared import PreparedRead
 from models.services import accounts, projects, sandboxes

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 
 from facets import create_app
-from facets.body_memo import ENTRY_OVERHEAD, BodyMemo, entry_cost
+from facets.counts.body_memo import ENTRY_OVERHEAD, BodyMemo, entry_cost
 from facets.extensions import state
 from models import Org, Role
 from models.services import accounts

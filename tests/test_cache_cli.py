@@ -13,7 +13,7 @@ import redis as redis_lib
 from conftest import served
 from sqlalchemy import select
 
-from facets.cache import CounterCache
+from facets.counts.cache import CounterCache
 from facets.extensions import state
 from models import Org
 

@@ -22,8 +22,8 @@ import pytest
 from conftest import TEST_DATABASE_URL, World, require_redis_server
 
 from facets import create_app
+from facets.counts.read import FacetFilter, read_facets
 from facets.extensions import state
-from facets.read import FacetFilter, read_facets
 from models import load_access
 from models.events import net_deltas
 from models.recount import recount_org
@@ -163,7 +163,7 @@ def _reader(config, setup, seed, ready, start, results):
 
 
 def sliced(cells: Counter, project_ids, flt: FacetFilter) -> tuple[dict, dict]:
-    """What a view of these cells should show (written apart from ``facets.read``)."""
+    """What a view of these cells should show (written apart from ``facets.counts.read``)."""
     by_state: Counter = Counter()
     by_project: Counter = Counter()
     for (state_, project), n in cells.items():

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from facets import create_app
 from facets.extensions import state
-from facets.metrics import REDIS_ERRORS
+from facets.ops.metrics import REDIS_ERRORS
 from models import Org
 from models.events import net_deltas
 from soak.servers import PrivateRedis

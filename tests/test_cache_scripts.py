@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from facets.cache import CounterCache
+from facets.counts.cache import CounterCache
 from facets.extensions import state
 from models.recount import Recount
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from facets.demo import MEMBER_EMAIL, OWNER_EMAIL, SANDBOX_COUNT
+from facets.cli.demo import MEMBER_EMAIL, OWNER_EMAIL, SANDBOX_COUNT
 from facets.extensions import state
 from models import ApiKey, Membership, Org, Project, ProjectMember, Sandbox, User
 from models.services import accounts

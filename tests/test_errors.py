@@ -11,8 +11,8 @@ from conftest import JWT_SECRET, make_jwt
 import marshmallow as ma
 
 from facets import create_app
+from facets.api.blueprint import Blueprint
 from facets.extensions import state
-from facets.views.blueprint import Blueprint
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 # The spec's list of error types (APIErrorPayload.type).

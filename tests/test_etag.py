@@ -11,7 +11,7 @@ import pytest
 from acme_org import MUTATIONS, SLUG, commit_before_the_first_recount, drop_hashes
 from conftest import aggregates, redis_down, served, statements
 
-from facets import read as read_module
+from facets.counts import read as read_module
 from facets.extensions import state
 
 URL = f"/api/v1/org/{SLUG}/sandboxes/facets"

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facets import create_app
-from facets.labels import Label
-from facets.read import FacetCounts, facets_body
-from facets.schemas import SandboxFacetsResponseSchema
+from facets.api.schemas import SandboxFacetsResponseSchema
+from facets.counts.labels import Label
+from facets.counts.read import FacetCounts, facets_body
 
 STATES = st.sampled_from(["running", "paused", "killed"])
 NAMES = st.text(min_size=1, max_size=12)

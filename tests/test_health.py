@@ -39,7 +39,7 @@ BROKEN_DATABASES = {
 
 def test_readyz_without_the_database_is_503(app_config, leg, caplog):
     app = create_app({**app_config, "DATABASE_URL": BROKEN_DATABASES[leg]})
-    with caplog.at_level(logging.WARNING, logger="facets.health"):
+    with caplog.at_level(logging.WARNING, logger="facets.ops.health"):
         response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {"status": "unavailable", "database": "unavailable", "redis": "ok"}

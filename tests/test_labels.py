@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from facets.labels import ProjectLabels
-from facets.read import LABEL_REREADS
+from facets.counts.labels import ProjectLabels
+from facets.counts.read import LABEL_REREADS
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 

@@ -9,7 +9,7 @@ import pytest
 
 from itsdangerous import URLSafeSerializer
 
-from facets.cursor import CURSOR_SALT
+from facets.api.cursor import CURSOR_SALT
 from models.services import sandboxes as sandbox_service
 
 BASE = "/api/v1/org/acme/sandboxes"

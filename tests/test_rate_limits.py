@@ -9,9 +9,9 @@ import pytest
 import redis as redis_lib
 from conftest import World, counted, make_jwt, redis_down
 
-import facets.limits
+import facets.edge.limits
 from facets.extensions import state
-from facets.metrics import RATE_LIMITED, REDIS_ERRORS
+from facets.ops.metrics import RATE_LIMITED, REDIS_ERRORS
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 SANDBOXES = "/api/v1/org/acme/sandboxes"
@@ -256,7 +256,7 @@ def test_limits_are_on_by_default_except_in_a_testing_app(make_app, testing, lim
 
 def test_a_504_keeps_its_own_retry_after(make_app, monkeypatch):
     """The limiter only writes Retry-After on its own 429s."""
-    import facets.views.facets as facets_view
+    import facets.api.facets as facets_view
     from facets.errors import HTTPError
 
     class Timeout(HTTPError):
@@ -308,7 +308,7 @@ def test_redis_down_fails_open_onto_process_memory(make_app):
 
 
 def test_caller_key_identifies_verified_callers_only(make_app):
-    from facets.limits import caller_key
+    from facets.edge.limits import caller_key
 
     app = make_app()
     _, callers = acme(app)
@@ -370,14 +370,14 @@ def test_several_windows_cost_one_redis_call_and_the_tightest_is_reported(make_a
     ],
 )
 def test_the_reported_window(windows, reported):
-    from facets.limits import Window, window_to_report
+    from facets.edge.limits import Window, window_to_report
 
     assert window_to_report([Window(*w) for w in windows]) == Window(*reported)
 
 
 def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch, caplog):
     """Down: memory counts (one transition counted); back: Redis counts again, logged once."""
-    monkeypatch.setattr(facets.limits, "REDIS_RETRY_S", 0.0)  # retry on every request
+    monkeypatch.setattr(facets.edge.limits, "REDIS_RETRY_S", 0.0)  # retry on every request
     app = make_app(FACETS_RATE_LIMIT="10/minute")
     _, callers = acme(app)
     client = app.test_client()
@@ -389,7 +389,7 @@ def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch
             assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == remaining
     assert counted(REDIS_ERRORS, op="rate_limit") == before + 1
     caplog.clear()
-    with caplog.at_level("WARNING", logger="facets.limits"):
+    with caplog.at_level("WARNING", logger="facets.edge.limits"):
         back = client.get(FACETS, headers=owner)
     assert back.headers["RateLimit-Remaining"] == "8"  # Redis's count goes on where it was
     assert [r.getMessage() for r in caplog.records] == ["rate limit storage reachable again"]

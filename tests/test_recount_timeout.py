@@ -9,7 +9,7 @@ import pytest
 from conftest import World, after_commit_hooks_off, assert_gateway_timeout
 from sqlalchemy import create_engine, insert, select, text
 
-import facets.read as read_module
+import facets.counts.read as read_module
 from facets import create_app
 from facets.extensions import state
 from models import Org, Sandbox

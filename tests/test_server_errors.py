@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import gunicorn_running, raw_exchange
 
-from facets.server_errors import envelope_bytes
+from facets.edge.server_errors import envelope_bytes
 
 SECRET = "sk_live_secret_in_a_broken_header"
 

@@ -1,11 +1,11 @@
 """The facet read path: the org's counts, sliced to the caller's view, warm or cold.
 
 ``read_counts`` is the only place that decides where counts come from: the Redis hashes when
-they are labelled with the caller's org version (see ``facets.cache``), else the SQL recount,
+they are labelled with the caller's org version (see ``facets.counts.cache``), else the SQL recount,
 which it then installs. Everything after it (labels, ordering, the body) is the same whatever
 the source, so a response does not depend on how its counts were obtained. A repeated read
 of an unchanged view does not get here: the view answers it with the bytes of an earlier
-answer of the same version (``facets.body_memo``).
+answer of the same version (``facets.counts.body_memo``).
 
 Project ids travel as canonical id strings here, as Redis holds them: a warm read of an org
 with thousands of cells parses none of them.
@@ -22,10 +22,10 @@ from typing import Any
 import redis
 from sqlalchemy import select
 
-from facets.cache import CounterCache, KeyedCell, cell_field, keyed_cells
+from facets.counts.cache import CounterCache, KeyedCell, cell_field, keyed_cells
+from facets.counts.labels import Labels
 from facets.extensions import FacetsState, state
-from facets.labels import Labels
-from facets.metrics import CACHE_RECOUNTS, LEASE_WAITS
+from facets.ops.metrics import CACHE_RECOUNTS, LEASE_WAITS
 from models import SANDBOX_STATES, Access, Org
 from models.access import org_not_found
 from models.errors import Timeout

@@ -33,7 +33,7 @@ from prometheus_client import (
 from flask import Blueprint, Flask, Response, abort, current_app, g, has_request_context, request
 
 from facets.errors import envelope
-from facets.metrics import REQUEST_LATENCY
+from facets.ops.metrics import REQUEST_LATENCY
 
 REQUEST_LOG = logging.getLogger("facets.request")
 QUIET_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "observability.metrics"})

@@ -13,9 +13,9 @@ from alembic.util import CommandError
 import click
 from flask import Flask, current_app
 
-from facets.cli_errors import OneLineGroup
+from facets.cli.demo import demo_command
+from facets.cli.errors import OneLineGroup
 from facets.config import normalize_database_url
-from facets.demo import demo_command
 from facets.extensions import state
 from models import DomainError, Role, migrate
 from models.services import accounts

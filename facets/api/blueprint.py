@@ -6,10 +6,10 @@ from http import HTTPStatus
 
 import flask_smorest
 
-from facets.auth import current_principal, prefetched_access
+from facets.api.schemas import APIErrorPayloadSchema
+from facets.edge.auth import current_principal, prefetched_access
 from facets.extensions import state
 from facets.json import JsonBodyParser
-from facets.schemas import APIErrorPayloadSchema
 from models import Access
 from models.access import read_access
 from models.services.common import lock_access

@@ -45,7 +45,7 @@ class ProjectLabels:
     def get(self, org_id: uuid.UUID, version: int) -> tuple[int, Labels]:
         """The org's labels and the version they are of: ``version`` if held, else the org's
         newest, which a write that landed since makes newer than ``version`` (the caller then
-        reads again: ``facets.read.read_facets``)."""
+        reads again: ``facets.counts.read.read_facets``)."""
         with self._lock:
             entry = self._entries.get(org_id)
             if entry is not None:

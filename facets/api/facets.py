@@ -6,12 +6,7 @@ from flask import Response, current_app, g, request
 from werkzeug.http import quote_etag
 
 from facets import extensions
-from facets.auth import login_required
-from facets.etag import CACHE_CONTROL, VERSION_HEADER, facets_etag
-from facets.metrics import FACETS_SERVED
-from facets.read import FacetFilter, read_facets
-from facets.schemas import SandboxFacetsQueryArgsSchema, SandboxFacetsResponseSchema
-from facets.views.blueprint import (
+from facets.api.blueprint import (
     BEARER_SECURITY,
     ERROR_DESCRIPTIONS,
     ORG_PARAMETER,
@@ -19,6 +14,11 @@ from facets.views.blueprint import (
     caller_access,
     documents_errors,
 )
+from facets.api.schemas import SandboxFacetsQueryArgsSchema, SandboxFacetsResponseSchema
+from facets.counts.etag import CACHE_CONTROL, VERSION_HEADER, facets_etag
+from facets.counts.read import FacetFilter, read_facets
+from facets.edge.auth import login_required
+from facets.ops.metrics import FACETS_SERVED
 from models import Access
 
 

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from facets.auth import login_required
-from facets.extensions import state
-from facets.schemas import (
-    ProjectCreateSchema,
-    ProjectListResponseSchema,
-    ProjectMemberAddSchema,
-    ProjectSchema,
-    ProjectUpdateSchema,
-)
-from facets.views.blueprint import (
+from facets.api.blueprint import (
     BEARER_SECURITY,
     ORG_PARAMETER,
     as_caller,
@@ -21,6 +12,15 @@ from facets.views.blueprint import (
     caller_access,
     documents_errors,
 )
+from facets.api.schemas import (
+    ProjectCreateSchema,
+    ProjectListResponseSchema,
+    ProjectMemberAddSchema,
+    ProjectSchema,
+    ProjectUpdateSchema,
+)
+from facets.edge.auth import login_required
+from facets.extensions import state
 from models import queries
 from models.services import projects
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from facets.read import FacetFilter
+from facets.counts.read import FacetFilter
 from models import Access
 
 CACHE_CONTROL = "private, no-cache"

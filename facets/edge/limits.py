@@ -35,9 +35,9 @@ from limits.storage import MemoryStorage
 
 from flask import Flask, Response, request
 
-from facets.auth import READ_METHODS, AuthenticationError, authenticate
+from facets.edge.auth import READ_METHODS, AuthenticationError, authenticate
 from facets.errors import HTTPError
-from facets.metrics import RATE_LIMITED, REDIS_ERRORS
+from facets.ops.metrics import RATE_LIMITED, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class RateLimiter:
 def caller_key() -> str:
     """The rate-limit identity of the request: ``key:<prefix>``, ``user:<sub>`` or ``ip:<addr>``.
 
-    It comes from ``facets.auth.authenticate`` (which runs once per request, however often it
+    It comes from ``facets.edge.auth.authenticate`` (which runs once per request, however often it
     is asked); a credential that does not authenticate is no identity.
     """
     return _verified_caller() or f"ip:{request.remote_addr or '-'}"
@@ -318,15 +318,15 @@ def add_rate_limit_headers(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
-    """Limit the API blueprint's facets endpoint and mutations; call after it is registered."""
+def init_app(app: Flask, blueprint: str) -> None:
+    """Limit the facets endpoint and mutations of the API blueprint named ``blueprint``; call
+    after it is registered."""
     enabled = app.config.get("RATE_LIMITS_ENABLED")
     if enabled is None:
         enabled = not app.testing
     if not enabled:
         return
     from facets.extensions import state
-    from facets.views import blp
 
     with app.app_context():
         limiter = RateLimiter(state().redis)
@@ -336,7 +336,7 @@ def init_app(app: Flask) -> None:
     facets_budget = Budget.parse("facets", "facets", app.config["FACETS_RATE_LIMIT"])
     mutation_budget = Budget.parse("mutations", "write", app.config["MUTATION_RATE_LIMIT"])
     for endpoint in {rule.endpoint for rule in app.url_map.iter_rules()}:
-        if not endpoint.startswith(f"{blp.name}."):
+        if not endpoint.startswith(f"{blueprint}."):
             continue
         methods = set().union(*(rule.methods or () for rule in app.url_map.iter_rules(endpoint)))
         if endpoint == FACETS_ENDPOINT:

@@ -8,14 +8,14 @@ change to an org's sandboxes, projects or project memberships bumps the version
 version is read from the database with the caller's access on every request, so the
 database is the source of truth: an entry is exact for its key, is never invalidated, and a
 read at a newer version simply misses. (A body's project labels are of its version:
-``facets.read.read_facets`` reads a view again when they came out newer. Only a read that
+``facets.counts.read.read_facets`` reads a view again when they came out newer. Only a read that
 more than ``LABEL_REREADS`` writes in a row overtook may carry a newer name or leave out a
 project deleted since, and the memo then holds it under a version nobody reads any more.)
 
 Invariants:
 
 - An entry's key is (org id, version, view tag). The tag is the response's ETag
-  (``facets.etag``), a digest of the org, version, visible projects and filters: two views
+  (``facets.counts.etag``), a digest of the org, version, visible projects and filters: two views
   share an entry exactly when they would share a ``304``.
 - An org's entries are all of one version. A lookup at a newer version drops them (nobody
   will ask for them again). A lookup at an older version means the database went back in time

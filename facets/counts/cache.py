@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import redis
 
-from facets.metrics import CACHE_INSTALLS, CACHE_UPDATES, REDIS_ERRORS
+from facets.ops.metrics import CACHE_INSTALLS, CACHE_UPDATES, REDIS_ERRORS
 from models.events import Cell, net_deltas
 from models.recount import Recount
 from models.uow import OrgCommit

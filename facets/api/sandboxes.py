@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from facets.auth import login_required
-from facets.cursor import decode_cursor, encode_cursor
-from facets.extensions import state as app_state
-from facets.schemas import (
-    SandboxCreateSchema,
-    SandboxListQueryArgsSchema,
-    SandboxListResponseSchema,
-    SandboxSchema,
-    SandboxUpdateSchema,
-)
-from facets.views.blueprint import (
+from facets.api.blueprint import (
     BEARER_SECURITY,
     ORG_PARAMETER,
     as_caller,
@@ -22,6 +12,16 @@ from facets.views.blueprint import (
     caller_access,
     documents_errors,
 )
+from facets.api.cursor import decode_cursor, encode_cursor
+from facets.api.schemas import (
+    SandboxCreateSchema,
+    SandboxListQueryArgsSchema,
+    SandboxListResponseSchema,
+    SandboxSchema,
+    SandboxUpdateSchema,
+)
+from facets.edge.auth import login_required
+from facets.extensions import state as app_state
 from models import queries
 from models.services import sandboxes
 

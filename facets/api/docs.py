@@ -10,7 +10,22 @@ from swagger_ui_bundle import swagger_ui_path
 
 from flask import Blueprint, Flask, send_from_directory
 
+from flask_smorest import Api
+
+from facets.api.schemas import APIErrorPayloadSchema
+from facets.errors import register_error_handlers
+
 SWAGGER_ASSETS_URL = "/docs/static/"
+
+
+class FacetsApi(Api):
+    """flask-smorest's Api with the spec's error envelope instead of its own."""
+
+    ERROR_SCHEMA = APIErrorPayloadSchema
+
+    def _register_error_handlers(self) -> None:
+        register_error_handlers(self._app)
+
 
 assets = Blueprint("swagger_ui_assets", __name__)
 
@@ -34,4 +49,5 @@ def configure(config: dict) -> None:
 
 
 def init_app(app: Flask) -> None:
+    """Serve the Swagger UI assets."""
     app.register_blueprint(assets)

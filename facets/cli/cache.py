@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 import click
 
-from facets.cache import CachedCells, CounterCache, Totals, keyed_cells, rollup
-from facets.cli_errors import OneLineGroup
+from facets.cli.errors import OneLineGroup
+from facets.counts.cache import CachedCells, CounterCache, Totals, keyed_cells, rollup
 from facets.extensions import state
 from models import Database, Org
 from models.recount import Recount, recount_org

@@ -10,7 +10,7 @@ from sqlalchemy import select
 import click
 from flask.cli import with_appcontext
 
-from facets.cli_errors import OneLineCommand
+from facets.cli.errors import OneLineCommand
 from facets.extensions import state
 from models import DomainError, Org, Role
 from models.services import accounts, projects, sandboxes
