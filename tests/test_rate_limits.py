@@ -266,7 +266,7 @@ def test_a_504_keeps_its_own_retry_after(make_app, monkeypatch):
     def slow(*_args, **_kwargs):
         raise Timeout("slow", {"Retry-After": "1"})
 
-    monkeypatch.setattr(facets_view, "read_facets", slow)
+    monkeypatch.setattr(facets_view, "answer_facets", slow)
     app = make_app(FACETS_RATE_LIMIT="5/minute")
     _, callers = acme(app)
     response = app.test_client().get(FACETS, headers=callers["owner"].headers)

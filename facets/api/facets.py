@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Response, current_app, g, request
 from werkzeug.http import quote_etag
 
-from facets import extensions
 from facets.api.blueprint import (
     BEARER_SECURITY,
     ERROR_DESCRIPTIONS,
@@ -16,10 +15,9 @@ from facets.api.blueprint import (
 )
 from facets.api.schemas import SandboxFacetsQueryArgsSchema, SandboxFacetsResponseSchema
 from facets.counts.etag import CACHE_CONTROL, VERSION_HEADER, facets_etag
-from facets.counts.read import FacetFilter, read_facets
+from facets.counts.read import FacetFilter, answer_facets
 from facets.edge.auth import login_required
 from facets.ops.metrics import FACETS_SERVED
-from models import Access
 
 
 @blp.route("/sandboxes/facets", methods=["GET"], parameters=[ORG_PARAMETER])
@@ -48,29 +46,11 @@ def get_sandbox_facets(org: str, state=None, project_id=None):
     if request.if_none_match.contains_weak(etag):
         _served("not_modified")
         return _tagged(Response(status=304), etag, access.version)
-    return facets_response(org, access, flt, etag)
-
-
-def facets_response(org: str, access: Access, flt: FacetFilter, etag: str) -> Response:
-    """The ``200`` of the caller's view: the memoized body of its version, else a fresh read.
-
-    A fresh body is memoized under the access it was computed for, which a refresh may have
-    made newer than the caller's first one.
-    """
-    memo = extensions.state().body_memo
-    body = memo.get(access.org_id, access.version, etag)
-    if body is not None:
-        _served("memo")
-        # What current_app.json.response makes of the body, without encoding it again.
-        response = current_app.response_class(body, mimetype=current_app.json.mimetype)
-        return _tagged(response, etag, access.version)
-    result = read_facets(access, flt, refresh=lambda: caller_access(org))
-    _served(result.path)
-    if result.access is not access:
-        etag = facets_etag(result.access, flt)
-    response = current_app.json.response(result.body)  # the schema's dump, built directly
-    memo.put(result.access.org_id, result.access.version, etag, response.get_data())
-    return _tagged(response, etag, result.access.version)
+    answer = answer_facets(access, flt, etag, refresh=lambda: caller_access(org))
+    _served(answer.path)
+    # What current_app.json.response makes of the body, without encoding it again.
+    response = current_app.response_class(answer.body, mimetype=current_app.json.mimetype)
+    return _tagged(response, answer.etag, answer.access.version)
 
 
 def _served(path: str) -> None:

@@ -47,127 +47,28 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
-from facets.ops.metrics import CACHE_INSTALLS, CACHE_UPDATES, REDIS_ERRORS
+from facets.counts.scripts import APPLY_LUA, INSTALL_LUA, RELEASE_LUA
+from facets.ops.metrics import CACHE_INSTALLS, CACHE_UPDATES, LEASE_WAITS, REDIS_ERRORS
+from models.errors import Timeout
 from models.events import Cell, net_deltas
 from models.recount import Recount
 from models.uow import OrgCommit
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+LEASE_POLL_S = 0.005
 NO_PROJECT = "-"
 VERSION_FIELD = "v"
-
-_LUA_HELPERS = """
-local cells, totals, pending = KEYS[1], KEYS[2], KEYS[3]
-
-local function bump(key, field, n)
-  local value = redis.call('HINCRBY', key, field, n)
-  if value == 0 then redis.call('HDEL', key, field) end
-  return value >= 0
-end
-
--- deltas: "state project n state project n ..." (project '-' for none)
-local function apply(deltas)
-  local t = {}
-  for word in string.gmatch(deltas, '%S+') do t[#t + 1] = word end
-  local ok = true
-  for i = 1, #t, 3 do
-    local state, project, n = t[i], t[i + 1], tonumber(t[i + 2])
-    ok = bump(cells, state .. ':' .. project, n) and ok
-    ok = bump(totals, 's:' .. state, n) and ok
-    if project ~= '-' then ok = bump(totals, 'p:' .. project, n) and ok end
-  end
-  return ok
-end
-
--- apply buffered successors of `version`, drop buffered predecessors, label the hashes
-local function settle(version, ttl_ms)
-  local ok = true
-  while true do
-    local nxt = redis.call('HGET', pending, tostring(version + 1))
-    if not nxt then break end
-    ok = apply(nxt) and ok
-    version = version + 1
-  end
-  for _, field in ipairs(redis.call('HKEYS', pending)) do
-    if tonumber(field) <= version then redis.call('HDEL', pending, field) end
-  end
-  if not ok then
-    redis.call('DEL', cells, totals)
-    return 'corrupt'
-  end
-  local label = string.format('%d', version)
-  redis.call('HSET', cells, 'v', label)
-  redis.call('HSET', totals, 'v', label)
-  redis.call('PEXPIRE', cells, ttl_ms)
-  redis.call('PEXPIRE', totals, ttl_ms)
-  return version
-end
-
-local function buffer(version, deltas, pending_ttl_ms, max_pending)
-  if redis.call('HLEN', pending) < max_pending then
-    redis.call('HSET', pending, version, deltas)
-    redis.call('PEXPIRE', pending, pending_ttl_ms)
-  end
-end
-"""
-
-# KEYS: cells, totals, pending. ARGV: version, deltas, ttl_ms, pending_ttl_ms, max_pending.
-APPLY_LUA = (
-    _LUA_HELPERS
-    + """
-local version = tonumber(ARGV[1])
-local current = redis.call('HGET', cells, 'v')
-if not current or redis.call('HGET', totals, 'v') ~= current then
-  -- one key gone alone (evicted): the pair is no longer a hash to build on
-  redis.call('DEL', cells, totals)
-  buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
-  return 'absent'
-end
-current = tonumber(current)
-if version <= current then return 'stale' end
-if version > current + 1 then
-  buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
-  return 'buffered'
-end
-if not apply(ARGV[2]) then
-  redis.call('DEL', cells, totals)
-  return 'corrupt'
-end
-local settled = settle(version, tonumber(ARGV[3]))
-if settled == 'corrupt' then return 'corrupt' end
-return 'applied'
-"""
-)
-
-# KEYS: cells, totals, pending. ARGV: version, deltas (the full counts), ttl_ms, force.
-INSTALL_LUA = (
-    _LUA_HELPERS
-    + """
-local version = tonumber(ARGV[1])
-local current = redis.call('HGET', cells, 'v')
-if current and tonumber(current) > version and ARGV[4] ~= '1' then
-  return 'kept:' .. current
-end
-redis.call('DEL', cells, totals)
-apply(ARGV[2])
-local settled = settle(version, tonumber(ARGV[3]))
-if settled == 'corrupt' then return 'corrupt' end
-return 'installed'
-"""
-)
-
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 # In Redis and on the read path a cell's project is its canonical id string (None: no project):
 # parsing thousands of UUIDs per request would cost more than the rest of a warm read.
@@ -399,3 +300,76 @@ class CounterCache:
             self._release(keys=[self.lease_key(org_id)], args=[token])
         except redis.RedisError as exc:
             self.absorb("lease", exc)
+
+    def recount_once(
+        self,
+        org_id: uuid.UUID,
+        version: int,
+        lookup: Callable[[], tuple[int | None, T | None]],
+        recount: Callable[[bool], T],
+        wait_s: float,
+    ) -> T:
+        """The cold path of a read at ``version``: recount under the org's lease, or wait for
+        the lease holder's install.
+
+        ``lookup()`` reads the hash: its label and the view's counts if labelled ``version``
+        (it may raise ``redis.RedisError``); ``recount(install)`` counts in SQL, installing
+        the result when asked. Only one reader per org recounts and installs; the others poll
+        for as long as a recount may take (``wait_s``). A waiter that sees a newer label
+        recounts itself (the hash will not come back at its version); one that sees an older
+        label takes the lease as soon as it is free (its holder installed an older count); one
+        still waiting at the deadline takes the lease if it was freed, else gives up.
+
+        :raise Timeout: neither this reader's recount nor the lease holder's finished in time.
+        """
+        try:
+            token = self.acquire_lease(org_id)
+            if token is not None:
+                return self._recount_under_lease(org_id, token, lookup, recount)
+            LEASE_WAITS.inc()
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                time.sleep(LEASE_POLL_S)
+                label, counts = lookup()
+                if counts is not None:
+                    return counts
+                if label is not None and label > version:
+                    return recount(False)
+                if label is not None and label < version:
+                    # The holder installed an older count (an update was lost) and may have
+                    # let go: nobody is counting this version, so take the lease if it is free.
+                    token = self.acquire_lease(org_id)
+                    if token is not None:
+                        return self._recount_under_lease(org_id, token, lookup, recount)
+            token = self.acquire_lease(org_id)
+        except redis.RedisError as exc:
+            self.absorb("lease", exc)
+            return recount(False)
+        if token is None:
+            raise Timeout(
+                "Another request is still counting this organization's sandboxes; retry shortly."
+            )
+        return self._recount_under_lease(org_id, token, lookup, recount)
+
+    def _recount_under_lease(
+        self,
+        org_id: uuid.UUID,
+        token: str,
+        lookup: Callable[[], tuple[int | None, T | None]],
+        recount: Callable[[bool], T],
+    ) -> T:
+        """Recount and install while holding the lease, then give it back.
+
+        The hash is looked up once more first: a reader that missed it just before the previous
+        lease holder installed it and let go would otherwise recount the same version again.
+        A Redis error in that look-up is absorbed, and the reader recounts.
+        """
+        try:
+            try:
+                counts = lookup()[1]
+            except redis.RedisError as exc:
+                self.absorb("read", exc)
+                counts = None
+            return counts if counts is not None else recount(True)
+        finally:
+            self.release_lease(org_id, token)

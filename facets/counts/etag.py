@@ -9,9 +9,12 @@ only if they see the same projects.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-from facets.counts.read import FacetFilter
 from models import Access
+
+if TYPE_CHECKING:  # the read path imports this module
+    from facets.counts.read import FacetFilter
 
 CACHE_CONTROL = "private, no-cache"
 VERSION_HEADER = "X-Facets-Version"

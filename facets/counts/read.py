@@ -13,7 +13,6 @@ with thousands of cells parses none of them.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,15 +22,15 @@ import redis
 from sqlalchemy import select
 
 from facets.counts.cache import CounterCache, KeyedCell, cell_field, keyed_cells
+from facets.counts.etag import facets_etag
 from facets.counts.labels import Labels
 from facets.extensions import FacetsState, state
-from facets.ops.metrics import CACHE_RECOUNTS, LEASE_WAITS
+from facets.json import dumps_body
+from facets.ops.metrics import CACHE_RECOUNTS
 from models import SANDBOX_STATES, Access, Org
 from models.access import org_not_found
-from models.errors import Timeout
 from models.recount import recount_org
 
-LEASE_POLL_S = 0.005
 # Rereads of a view whose labels came out newer than its counts: each one means a write
 # committed during the previous read; a view is read at most 1 + LABEL_REREADS times.
 LABEL_REREADS = 3
@@ -141,73 +140,24 @@ def current_version(st: FacetsState, org_id: uuid.UUID) -> int:
         return conn.scalar(select(Org.facet_version).where(Org.id == org_id))
 
 
-def recount_under_lease(
-    st: FacetsState, access: Access, flt: FacetFilter, token: str
-) -> tuple[Access, FacetCounts]:
-    """Recount and install while holding the org's lease, then give it back.
-
-    The hash is looked up once more first: a reader that missed it just before the previous
-    lease holder installed it and let go would otherwise recount the same version again.
-    """
-    try:
-        counts = installed_meanwhile(st, access, flt)
-        if counts is not None:
-            return access, counts
-        return recount_counts(st, access, flt, install=True)
-    finally:
-        st.cache.release_lease(access.org_id, token)
-
-
-def installed_meanwhile(st: FacetsState, access: Access, flt: FacetFilter) -> FacetCounts | None:
-    """The counts of the hash at the caller's version if it is there now, else None (also
-    when Redis fails: the error is absorbed, and the caller recounts)."""
-    try:
-        return cached_counts(st.cache, access, flt)[1]
-    except redis.RedisError as exc:
-        st.cache.absorb("read", exc)
-        return None
-
-
 def cold_counts(st: FacetsState, access: Access, flt: FacetFilter) -> tuple[Access, FacetCounts]:
-    """Recount under the org's lease, or wait for the lease holder's install.
-
-    Only one reader per org recounts and installs; the others poll Redis for as long as a
-    recount may take. A waiter that sees a newer label recounts itself (the hash will not come
-    back at its version); one that sees an older label takes the lease as soon as it is free
-    (its holder installed an older count); one still waiting at the deadline takes the lease
-    if it was freed, else answers 504.
+    """The view's counts when Redis does not hold the caller's version: one reader per org
+    recounts and installs under the counter cache's lease (``CounterCache.recount_once``).
 
     :raise Timeout: neither this reader's recount nor the lease holder's finished in time.
     """
-    cache = st.cache
-    try:
-        token = cache.acquire_lease(access.org_id)
-        if token is not None:
-            return recount_under_lease(st, access, flt, token)
-        LEASE_WAITS.inc()
-        deadline = time.monotonic() + st.recount_timeout_ms / 1000
-        while time.monotonic() < deadline:
-            time.sleep(LEASE_POLL_S)
-            label, counts = cached_counts(cache, access, flt)
-            if counts is not None:
-                return access, counts
-            if label is not None and label > access.version:
-                return recount_counts(st, access, flt, install=False)
-            if label is not None and label < access.version:
-                # The holder installed an older count (an update was lost) and may have let
-                # go: nobody is counting this version, so take the lease if it is free.
-                token = cache.acquire_lease(access.org_id)
-                if token is not None:
-                    return recount_under_lease(st, access, flt, token)
-        token = cache.acquire_lease(access.org_id)
-    except redis.RedisError as exc:
-        cache.absorb("lease", exc)
-        return recount_counts(st, access, flt, install=False)
-    if token is None:
-        raise Timeout(
-            "Another request is still counting this organization's sandboxes; retry shortly."
-        )
-    return recount_under_lease(st, access, flt, token)
+
+    def lookup() -> tuple[int | None, tuple[Access, FacetCounts] | None]:
+        label, counts = cached_counts(st.cache, access, flt)
+        return label, None if counts is None else (access, counts)
+
+    return st.cache.recount_once(
+        access.org_id,
+        access.version,
+        lookup,
+        lambda install: recount_counts(st, access, flt, install=install),
+        wait_s=st.recount_timeout_ms / 1000,
+    )
 
 
 def read_counts(
@@ -298,3 +248,36 @@ def read_facets(
         access, counts = read_counts(refresh(), flt, refresh)
         labels_version, labels = labels_cache.get(access.org_id, access.version)
     return FacetsRead(facets_body(counts, labels), access, counts.path)
+
+
+@dataclass(frozen=True)
+class FacetsAnswer:
+    """The encoded ``200`` body of a view, its tag, the access it is of, and what served it."""
+
+    body: bytes
+    etag: str
+    access: Access  # of the very version the body is of
+    path: str  # "memo", "warm", "cold" or "empty"
+
+
+def answer_facets(
+    access: Access, flt: FacetFilter, etag: str, refresh: Callable[[], Access] | None = None
+) -> FacetsAnswer:
+    """The ``200`` of the caller's view (tagged ``etag`` at ``access``): the one entry point
+    that decides memo, then Redis, then the SQL recount.
+
+    The memo answers a repeated read of an unchanged view with the bytes of an earlier answer;
+    otherwise ``read_facets`` reads the counts (Redis, else a recount it installs) and the
+    body is memoized under the access it was computed for, which a refresh may have made
+    newer than the caller's first one (then so is its tag).
+    """
+    memo = state().body_memo
+    body = memo.get(access.org_id, access.version, etag)
+    if body is not None:
+        return FacetsAnswer(body, etag, access, "memo")
+    result = read_facets(access, flt, refresh)
+    if result.access is not access:
+        etag = facets_etag(result.access, flt)
+    body = dumps_body(result.body)
+    memo.put(result.access.org_id, result.access.version, etag, body)
+    return FacetsAnswer(body, etag, result.access, result.path)

@@ -1,0 +1,112 @@
+"""The Lua scripts of the counter cache: apply a commit's deltas, install a recount, release
+a lease.
+
+Each runs atomically in Redis on the keys of one org (one Cluster slot), so a reader never sees
+a half-applied step. Why their rules keep the cache exact is argued in ``facets.counts.cache``;
+this module only holds the text.
+"""
+
+_LUA_HELPERS = """
+local cells, totals, pending = KEYS[1], KEYS[2], KEYS[3]
+
+local function bump(key, field, n)
+  local value = redis.call('HINCRBY', key, field, n)
+  if value == 0 then redis.call('HDEL', key, field) end
+  return value >= 0
+end
+
+-- deltas: "state project n state project n ..." (project '-' for none)
+local function apply(deltas)
+  local t = {}
+  for word in string.gmatch(deltas, '%S+') do t[#t + 1] = word end
+  local ok = true
+  for i = 1, #t, 3 do
+    local state, project, n = t[i], t[i + 1], tonumber(t[i + 2])
+    ok = bump(cells, state .. ':' .. project, n) and ok
+    ok = bump(totals, 's:' .. state, n) and ok
+    if project ~= '-' then ok = bump(totals, 'p:' .. project, n) and ok end
+  end
+  return ok
+end
+
+-- apply buffered successors of `version`, drop buffered predecessors, label the hashes
+local function settle(version, ttl_ms)
+  local ok = true
+  while true do
+    local nxt = redis.call('HGET', pending, tostring(version + 1))
+    if not nxt then break end
+    ok = apply(nxt) and ok
+    version = version + 1
+  end
+  for _, field in ipairs(redis.call('HKEYS', pending)) do
+    if tonumber(field) <= version then redis.call('HDEL', pending, field) end
+  end
+  if not ok then
+    redis.call('DEL', cells, totals)
+    return 'corrupt'
+  end
+  local label = string.format('%d', version)
+  redis.call('HSET', cells, 'v', label)
+  redis.call('HSET', totals, 'v', label)
+  redis.call('PEXPIRE', cells, ttl_ms)
+  redis.call('PEXPIRE', totals, ttl_ms)
+  return version
+end
+
+local function buffer(version, deltas, pending_ttl_ms, max_pending)
+  if redis.call('HLEN', pending) < max_pending then
+    redis.call('HSET', pending, version, deltas)
+    redis.call('PEXPIRE', pending, pending_ttl_ms)
+  end
+end
+"""
+
+# KEYS: cells, totals, pending. ARGV: version, deltas, ttl_ms, pending_ttl_ms, max_pending.
+APPLY_LUA = (
+    _LUA_HELPERS
+    + """
+local version = tonumber(ARGV[1])
+local current = redis.call('HGET', cells, 'v')
+if not current or redis.call('HGET', totals, 'v') ~= current then
+  -- one key gone alone (evicted): the pair is no longer a hash to build on
+  redis.call('DEL', cells, totals)
+  buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
+  return 'absent'
+end
+current = tonumber(current)
+if version <= current then return 'stale' end
+if version > current + 1 then
+  buffer(ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[5]))
+  return 'buffered'
+end
+if not apply(ARGV[2]) then
+  redis.call('DEL', cells, totals)
+  return 'corrupt'
+end
+local settled = settle(version, tonumber(ARGV[3]))
+if settled == 'corrupt' then return 'corrupt' end
+return 'applied'
+"""
+)
+
+# KEYS: cells, totals, pending. ARGV: version, deltas (the full counts), ttl_ms, force.
+INSTALL_LUA = (
+    _LUA_HELPERS
+    + """
+local version = tonumber(ARGV[1])
+local current = redis.call('HGET', cells, 'v')
+if current and tonumber(current) > version and ARGV[4] ~= '1' then
+  return 'kept:' .. current
+end
+redis.call('DEL', cells, totals)
+apply(ARGV[2])
+local settled = settle(version, tonumber(ARGV[3]))
+if settled == 'corrupt' then return 'corrupt' end
+return 'installed'
+"""
+)
+
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
