@@ -1,11 +1,12 @@
-"""The facet read path: the org's counts, sliced to the caller's view, warm or cold.
+"""The facet read path: the caller's view of the org's counts, from the memo, Redis or SQL.
 
-``read_counts`` is the only place that decides where counts come from: the Redis hashes when
-they are labelled with the caller's org version (see ``facets.counts.cache``), else the SQL recount,
-which it then installs. Everything after it (labels, ordering, the body) is the same whatever
-the source, so a response does not depend on how its counts were obtained. A repeated read
-of an unchanged view does not get here: the view answers it with the bytes of an earlier
-answer of the same version (``facets.counts.body_memo``).
+Read it top-down from ``answer_facets``, the one entry point: the body memo answers a repeated
+read of an unchanged view with the bytes of an earlier answer of the same version
+(``facets.counts.body_memo``); otherwise ``read_counts`` decides where counts come from: the
+Redis hashes when they are labelled with the caller's org version (see ``facets.counts.cache``),
+else the SQL recount, which the counter cache's lease lets one reader install
+(``CounterCache.recount_once``). Everything after it (labels, ordering, the body) is the same
+whatever the source, so a response does not depend on how its counts were obtained.
 
 Project ids travel as canonical id strings here, as Redis holds them: a warm read of an org
 with thousands of cells parses none of them.
