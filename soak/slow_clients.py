@@ -31,12 +31,11 @@ from pathlib import Path
 from models import migrate
 from soak.attack import KINDS, Probes, attacked_probes, probe_while, settle
 from soak.nginx import Nginx
-from soak.run import JWT_SECRET, ORG, seed_accounts, seed_projects
+from soak.run import ORG, app_config, seed_accounts, seed_projects, server_env
 from soak.servers import Gunicorn, ScratchDatabase
 from soak.traffic import Caller
 
 MAX_CONTENT_LENGTH = 65536
-HIGH_LIMIT = "100000/second"  # the attack is measured, not the rate limiter
 MAX_P99_RATIO = 3.0
 
 
@@ -108,22 +107,9 @@ def proxied_stack(database_url: str, redis_url: str, work_dir: Path) -> Iterator
     gunicorn = nginx = None
     try:
         migrate.upgrade(database.url)
-        env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("GUNICORN_", "FLASK_", "PROMETHEUS_"))
-            },
-            "DATABASE_URL": database.url,
-            "REDIS_URL": redis_url,
-            "JWT_SECRET": JWT_SECRET,
-            "FACETS_RATE_LIMIT": HIGH_LIMIT,
-            "MUTATION_RATE_LIMIT": HIGH_LIMIT,
-            "MAX_CONTENT_LENGTH": str(MAX_CONTENT_LENGTH),
-            "LOG_LEVEL": "WARNING",
-        }
-        config = {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "LOG_LEVEL")}
-        _, owner, member = seed_accounts(config)
+        env = server_env(database.url, redis_url, MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH))
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes its own
+        _, owner, member = seed_accounts(app_config(env))
         # As shipped: gunicorn.conf.py's two workers per core (a real Redis), two threads each.
         gunicorn = Gunicorn(env, work_dir / "gunicorn.log", workers=2 * multiprocessing.cpu_count())
         gunicorn.start()
