@@ -11,13 +11,16 @@ import json
 import os
 import re
 import runpy
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import require_installed
 
-from soak.nginx import PLACEHOLDERS, TEMPLATE, template_placeholders
+from soak.nginx import PLACEHOLDERS, TEMPLATE, render, template_placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,3 +160,28 @@ def test_gunicorn_access_log_lines_are_json(gunicorn_conf):
     assert record["user_agent"] == atoms["a"]
     assert record["status"] == "200"
     assert record["bytes"] == "-"  # a missing atom
+
+
+def test_the_proxy_image_renders_the_template_as_the_tests_do(tmp_path):
+    """``envsubst`` with the Dockerfile's names gives byte for byte soak/nginx.py's render."""
+    require_installed(
+        [] if shutil.which("envsubst") else ["envsubst"], "apt-get install -y gettext-base"
+    )
+    values = {
+        "FACETS_PROXY_LISTEN": "0.0.0.0:8080",
+        "FACETS_UPSTREAM": "app:8000",
+        "MAX_CONTENT_LENGTH": "65536",
+        "NGINX_RUNTIME_DIR": str(tmp_path),
+    }
+    dockerfile = (ROOT / "deploy" / "Dockerfile.proxy").read_text()
+    (names,) = re.findall(r"envsubst '([^']*)'", dockerfile)
+    rendered = subprocess.run(
+        ["envsubst", names],
+        input=TEMPLATE.read_text(),
+        env={**os.environ, **values, "host": "not-an-nginx-variable"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert rendered == render(values)
+    assert "$host" in rendered and not template_placeholders(rendered)
