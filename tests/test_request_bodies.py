@@ -240,7 +240,7 @@ def _chunked(payload: bytes) -> bytes:
 
 def test_under_gunicorn_a_413_says_connection_close_and_closes(served_acme):
     base, key = served_acme
-    # Exactly the limit, chunked, and no last chunk: the app stops reading at the limit.
+    # Chunks a little past the limit and no last chunk: the app stops reading at the limit.
     payload = _chunked(b'{"key": "big", "name": "' + b"x" * 65_536)[: 65_536 + 200]
     head = (
         f"POST /api/v1/org/acme/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
