@@ -4,7 +4,9 @@ Every JSON body the app sends (marshmallow dumps, error envelopes, the facets' d
 built bodies) goes through ``OrjsonProvider``: compact, keys sorted, one trailing newline, so
 two equal objects always produce identical bytes. Every JSON body the API reads goes through
 ``JsonBodyParser``, which refuses what no stored or sent text can hold, and reads the body
-whole or not at all: a body is never used cut short (``request_body``).
+whole or not at all: a body is never used cut short (``request_body``). A body refused as
+too large or unreadable leaves the connection in no state for another request: those errors
+say ``Connection: close`` (and gunicorn then closes it, ``facets.edge.server_errors``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,21 @@ class JsonBodyParser(FlaskParser):
             self._handle_invalid_json_error(error, req)
 
 
+class _ClosesConnection:
+    """An HTTP error after which the connection closes: the rest of the body stays unread."""
+
+    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:
+        return [*super().get_headers(environ, scope), ("Connection", "close")]
+
+
+class BodyTooLarge(_ClosesConnection, RequestEntityTooLarge):
+    """413: the body is over ``MAX_CONTENT_LENGTH``; the connection closes."""
+
+
+class BodyUnreadable(_ClosesConnection, BadRequest):
+    """400: the body's framing is broken or it ended early; the connection closes."""
+
+
 def request_body(req: Request) -> bytes:
     """The whole body of ``req``, or the error that says why it cannot be had whole.
 
@@ -74,17 +91,22 @@ def request_body(req: Request) -> bytes:
     the limit too: what follows it cannot be told without reading on), and one shorter than
     its declared length as malformed.
 
-    :raise BadRequest: the body's framing is broken, or it ended early (400).
-    :raise RequestEntityTooLarge: it is larger than ``MAX_CONTENT_LENGTH`` (413).
+    :raise BodyUnreadable: the body's framing is broken, or it ended early (400).
+    :raise BodyTooLarge: it is larger than ``MAX_CONTENT_LENGTH`` (413).
     """
-    try:  # werkzeug's own 413 (a declared length over the limit) and 400s pass through
+    try:
         body = req.get_data(cache=True)
+    except RequestEntityTooLarge as error:  # werkzeug's: a declared length over the limit
+        raise BodyTooLarge() from error
+    except BadRequest as error:  # werkzeug's: the client went away mid-body
+        raise BodyUnreadable(error.description) from error
     except (ParseException, OSError) as error:  # gunicorn's reading of a broken chunked body
-        raise BadRequest("The request body could not be read: its framing is broken.") from error
+        detail = "The request body could not be read: its framing is broken."
+        raise BodyUnreadable(detail) from error
     limit = req.max_content_length
     declared = req.content_length
     if declared is None and limit is not None and len(body) >= limit:
-        raise RequestEntityTooLarge()
+        raise BodyTooLarge()
     if declared is not None and len(body) < declared:
-        raise BadRequest("The request body ended before its Content-Length.")
+        raise BodyUnreadable("The request body ended before its Content-Length.")
     return body

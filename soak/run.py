@@ -61,6 +61,27 @@ def fault_schedule(duration_s: float) -> list[tuple[float, str]]:
     ]
 
 
+def server_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """gunicorn's environment for a soak: this one without gunicorn's and flask's settings,
+    the servers, the soak's JWT secret, budgets no soak reaches, and ``extra``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FLASK_"))}
+    return {
+        **inherited,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": JWT_SECRET,
+        "FACETS_RATE_LIMIT": HIGH_LIMIT,
+        "MUTATION_RATE_LIMIT": HIGH_LIMIT,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def app_config(env: dict[str, str]) -> dict[str, str]:
+    """The app settings of a soak's gunicorn environment, for seeding in this process."""
+    return {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "LOG_LEVEL")}
+
+
 def seed_accounts(config: dict) -> tuple[uuid.UUID, Caller, Caller]:
     """The org, an owner and a member with API keys, through the service layer."""
     app = create_app(config)
@@ -163,18 +184,10 @@ def run_soak(
     try:
         migrate.upgrade(database.url)
         redis_server.start()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FLASK_"))},
-            "DATABASE_URL": database.url,
-            "REDIS_URL": redis_server.url,
-            "JWT_SECRET": JWT_SECRET,
-            "FACETS_RATE_LIMIT": HIGH_LIMIT,
-            "MUTATION_RATE_LIMIT": HIGH_LIMIT,
-            "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir),
-            "LOG_LEVEL": "WARNING",
-        }
-        config = {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "LOG_LEVEL")}
-        org_id, owner, member = seed_accounts(config)
+        env = server_env(
+            database.url, redis_server.url, PROMETHEUS_MULTIPROC_DIR=str(prometheus_dir)
+        )
+        org_id, owner, member = seed_accounts(app_config(env))
         gunicorn = Gunicorn(env, work_dir / "gunicorn.log")
         gunicorn.start()
         log(f"soak: gunicorn {gunicorn.base_url}, redis {redis_server.url}, db {database.name}")

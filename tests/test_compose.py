@@ -1,7 +1,8 @@
-"""Production packaging: docker-compose.yml, the Dockerfile it builds, and gunicorn.conf.py.
+"""Production packaging: docker-compose.yml, the Dockerfiles it builds, and gunicorn.conf.py.
 
 No Docker engine runs here, so the compose file is checked as data: the services, their health
-checks, the start-up order, and that no secret is written into it.
+checks, the start-up order, that only the proxy is published, that the proxy's config gets
+every placeholder of deploy/nginx.conf, and that no secret is written into it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import json
 import os
 import re
 import runpy
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import require_installed
+
+from soak.nginx import PLACEHOLDERS, TEMPLATE, render, template_placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +36,36 @@ def services(compose) -> dict:
 
 
 def test_services(services):
-    assert set(services) == {"postgres", "redis", "migrate", "app"}
+    assert set(services) == {"postgres", "redis", "migrate", "app", "proxy"}
+
+
+def test_only_the_proxy_is_published(services):
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert services["proxy"]["ports"] == ["${FACETS_PORT:-8000}:8080"]
+    assert services["app"]["expose"] == ["8000"]
+
+
+def test_the_proxy_starts_after_a_healthy_app_and_checks_readyz(services):
+    proxy = services["proxy"]
+    assert proxy["depends_on"] == {"app": {"condition": "service_healthy"}}
+    assert proxy["healthcheck"]["test"][-1] == "http://127.0.0.1:8080/readyz"
+    assert proxy["build"]["dockerfile"] == "deploy/Dockerfile.proxy"
+
+
+def test_the_proxy_renders_every_placeholder_of_the_nginx_template(services):
+    assert template_placeholders(TEMPLATE.read_text()) == set(PLACEHOLDERS)
+    env = services["proxy"]["environment"]
+    assert set(PLACEHOLDERS) <= set(env)
+    assert env["FACETS_UPSTREAM"] == "app:8000"
+    assert env["FACETS_PROXY_LISTEN"].endswith(":8080")
+    # client_max_body_size is the app's own limit, from one variable.
+    app_limit = services["app"]["environment"]["MAX_CONTENT_LENGTH"]
+    assert env["MAX_CONTENT_LENGTH"] == app_limit == "${MAX_CONTENT_LENGTH:-65536}"
+    dockerfile = (ROOT / "deploy" / "Dockerfile.proxy").read_text()
+    (names,) = re.findall(r"envsubst '([^']*)'", dockerfile)
+    assert names.split() == ["${" + name + "}" for name in PLACEHOLDERS]
+    assert "COPY deploy/nginx.conf " in dockerfile
 
 
 @pytest.mark.parametrize("name", ["postgres", "redis"])
@@ -125,3 +160,28 @@ def test_gunicorn_access_log_lines_are_json(gunicorn_conf):
     assert record["user_agent"] == atoms["a"]
     assert record["status"] == "200"
     assert record["bytes"] == "-"  # a missing atom
+
+
+def test_the_proxy_image_renders_the_template_as_the_tests_do(tmp_path):
+    """``envsubst`` with the Dockerfile's names gives byte for byte soak/nginx.py's render."""
+    require_installed(
+        [] if shutil.which("envsubst") else ["envsubst"], "apt-get install -y gettext-base"
+    )
+    values = {
+        "FACETS_PROXY_LISTEN": "0.0.0.0:8080",
+        "FACETS_UPSTREAM": "app:8000",
+        "MAX_CONTENT_LENGTH": "65536",
+        "NGINX_RUNTIME_DIR": str(tmp_path),
+    }
+    dockerfile = (ROOT / "deploy" / "Dockerfile.proxy").read_text()
+    (names,) = re.findall(r"envsubst '([^']*)'", dockerfile)
+    rendered = subprocess.run(
+        ["envsubst", names],
+        input=TEMPLATE.read_text(),
+        env={**os.environ, **values, "host": "not-an-nginx-variable"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert rendered == render(values)
+    assert "$host" in rendered and not template_placeholders(rendered)

@@ -105,3 +105,45 @@ def test_a_preflight_needs_no_credential(cors_app, path, method):
 def test_cors_is_for_the_api_only(cors_app):
     response = cors_app.test_client().get("/healthz", headers={"Origin": DASHBOARD})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.fixture
+def one_origin_app(app_config):
+    app = create_app({**app_config, "CORS_ORIGINS": DASHBOARD})
+    yield app
+    with app.app_context():
+        state().db.dispose()
+
+
+def _vary(response) -> list[str]:
+    return [v.strip() for line in response.headers.getlist("Vary") for v in line.split(",")]
+
+
+@pytest.mark.parametrize("configured", ["one", "two"])
+@pytest.mark.parametrize(
+    "origin", [DASHBOARD, "https://evil.example", None], ids=["allowed", "other", "none"]
+)
+def test_with_cors_on_every_api_response_varies_on_origin(
+    cors_app, one_origin_app, configured, origin
+):
+    app = one_origin_app if configured == "one" else cors_app
+    world = World(app)
+    world.org("acme")
+    owner = world.caller("acme", "owner")
+    client = app.test_client()
+    headers = {"Origin": origin} if origin else {}
+    responses = {
+        "200": client.get(FACETS, headers={**owner.headers, **headers}),
+        "401": client.get(FACETS, headers=headers),
+        "preflight": client.options(
+            FACETS, headers={**headers, "Access-Control-Request-Method": "GET"}
+        ),
+    }
+    for name, response in responses.items():
+        assert _vary(response).count("Origin") == 1, (name, response.headers.getlist("Vary"))
+    if origin == DASHBOARD:
+        assert responses["200"].headers["Access-Control-Allow-Origin"] == DASHBOARD
+
+
+def test_vary_on_origin_is_for_the_api_only(cors_app):
+    assert "Vary" not in cors_app.test_client().get("/healthz").headers

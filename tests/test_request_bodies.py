@@ -7,6 +7,7 @@ has framed the body, chunked or not); one test sends broken chunked bodies to a 
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
 from conftest import JWT_SECRET, World, gunicorn_running, raw_exchange
@@ -193,3 +194,80 @@ def test_under_gunicorn_a_chunked_body_over_the_limit_is_413(served_acme):
         chunked + b"0\r\n\r\n",
     )
     assert status == 413, reply[:300]
+
+
+# --- the connection after a refused body ----------------------------------------------------
+
+
+def test_a_413_says_the_connection_closes(acme):
+    client, headers, _ = acme
+    response = client.post("/api/v1/org/acme/projects", data=b"x" * (MAX_BODY + 1), headers=headers)
+    _envelope(response, 413, "invalid_error")
+    assert response.headers["Connection"] == "close"
+
+
+def _one_response_then(base: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``raw`` on a fresh connection and read one response (framed by its
+    Content-Length); then send ``GET /healthz`` on the same connection: its reply, or
+    ``b""`` when the server had closed the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(raw)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(65536)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        while len(body) < int(headers["content-length"]):
+            body += sock.recv(65536)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            after = b""
+            while chunk := sock.recv(65536):
+                after += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            after = b""
+    return int(status_line.split()[1]), headers, after
+
+
+def _chunked(payload: bytes) -> bytes:
+    return b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part)
+        for part in (payload[i : i + 8192] for i in range(0, len(payload), 8192))
+    )
+
+
+def test_under_gunicorn_a_413_says_connection_close_and_closes(served_acme):
+    base, key = served_acme
+    # Chunks a little past the limit and no last chunk: the app stops reading at the limit.
+    payload = _chunked(b'{"key": "big", "name": "' + b"x" * 65_536)[: 65_536 + 200]
+    head = (
+        f"POST /api/v1/org/acme/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    status, headers, after = _one_response_then(base, head + payload)
+    assert status == 413
+    assert headers["connection"] == "close"
+    assert after == b""
+
+
+@pytest.mark.parametrize(
+    ("length", "connection"), [(100_000, "close"), (10, "keep-alive")], ids=["large", "small"]
+)
+def test_under_gunicorn_an_unread_body_says_whether_the_connection_lasts(
+    served_acme, length, connection
+):
+    base, _ = served_acme
+    raw = (
+        f"POST /api/v1/org/acme/projects HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+    # Only a small body is sent: a large one would still be arriving when the server closes.
+    status, headers, after = _one_response_then(base, raw + (b"x" * 10 if length == 10 else b""))
+    assert status == 401  # no credential: the body is never read
+    assert headers["connection"] == connection
+    if connection == "close":
+        assert after == b""
+    else:
+        assert after.startswith(b"HTTP/1.1 200 ")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import flask_smorest
+import marshmallow as ma
+from marshmallow import validate
 
 from facets.api.schemas import APIErrorPayloadSchema
 from facets.edge.auth import current_principal, prefetched_access
@@ -51,9 +53,30 @@ ERROR_DESCRIPTIONS = {
     504: "Gateway timeout",
 }
 
+# What the HTTP layer (the proxy, gunicorn, werkzeug) refuses before an operation runs, with
+# the same envelope; every operation can meet them. A 405 answers a method a path has no
+# operation for, so no operation documents it (README, API).
+HTTP_LAYER_ERRORS = {
+    413: "Request body too large (over MAX_CONTENT_LENGTH; the proxy refuses any request's)",
+    414: "Request line too long",
+    431: "Request headers too large or too many",
+    501: "Transfer-Encoding not supported (send Content-Length or chunked)",
+}
+
+
+class HTTPErrorPayloadSchema(APIErrorPayloadSchema):
+    """The API error envelope as the HTTP layer sends it: a status outside the spec's codes."""
+
+    code = ma.fields.Integer(
+        required=True,
+        validate=validate.OneOf(sorted({405, *HTTP_LAYER_ERRORS})),
+        metadata={"description": "HTTP status code"},
+    )
+
 
 def documents_errors(*statuses: int):
-    """Document each status as an ``APIErrorPayload`` response of the operation.
+    """Document each status as an ``APIErrorPayload`` response of the operation, and those of
+    ``HTTP_LAYER_ERRORS`` as ``HTTPErrorPayload`` ones.
 
     ``alt_response`` wraps the view in one pass-through layer per status, there only to carry
     the documentation; the facets view documents eleven, which cost ~50 us per request. The
@@ -67,6 +90,10 @@ def documents_errors(*statuses: int):
                 status,
                 schema=APIErrorPayloadSchema,
                 description=ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            )(documented)
+        for status, description in HTTP_LAYER_ERRORS.items():
+            documented = blp.alt_response(
+                status, schema=HTTPErrorPayloadSchema, description=description
             )(documented)
         view._apidoc = documented._apidoc
         return view

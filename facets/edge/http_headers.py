@@ -8,7 +8,10 @@ API responses are per-caller. The ``Server`` banner is the server's business: gu
 CORS is off unless ``CORS_ORIGINS`` lists origins; then ``/api/`` answers those origins, exposes
 ``ETag``, the request id and the rate-limit headers, and answers preflights (which need no
 credential and are never rate limited). Credentials are bearer tokens, not cookies, so
-``Access-Control-Allow-Credentials`` is not sent.
+``Access-Control-Allow-Credentials`` is not sent. With CORS on, every ``/api/`` response says
+``Vary: Origin``: whether it carries the CORS headers depends on the caller's ``Origin``, so a
+cache must not answer one origin (or none) with a response made for another. flask-cors says
+it only for a matched origin, and only with more than one configured.
 """
 
 from __future__ import annotations
@@ -58,10 +61,18 @@ def secure(response: Response) -> Response:
     return response
 
 
+def vary_on_origin(response: Response) -> Response:
+    """Add ``Origin`` to ``Vary`` of an ``/api/`` response (once, keeping other entries)."""
+    if request.path.startswith("/api/"):
+        response.vary.add("Origin")
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.after_request(secure)
     origins = split_list(app.config.get("CORS_ORIGINS") or [])
     if origins:
+        app.after_request(vary_on_origin)
         CORS(
             app,
             resources={r"/api/*": {"origins": origins}},
@@ -70,5 +81,5 @@ def init_app(app: Flask) -> None:
             methods=CORS_METHODS,
             max_age=CORS_MAX_AGE_S,
             supports_credentials=False,
-            vary_header=True,
+            vary_header=False,  # vary_on_origin says it on every response
         )
