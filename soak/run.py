@@ -169,6 +169,7 @@ def run_soak(
             "REDIS_URL": redis_server.url,
             "JWT_SECRET": JWT_SECRET,
             "FACETS_RATE_LIMIT": HIGH_LIMIT,
+            "READ_RATE_LIMIT": HIGH_LIMIT,
             "MUTATION_RATE_LIMIT": HIGH_LIMIT,
             "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir),
             "LOG_LEVEL": "WARNING",
