@@ -13,7 +13,8 @@ import redis as redis_lib
 from conftest import World, counted, make_jwt, redis_down
 
 import facets.edge.limit_windows
-from facets.edge.limit_windows import Budget, Count, RateLimiter, Window
+from facets.edge.budgets import Budget, Count, Window
+from facets.edge.limit_windows import RateLimiter
 from facets.extensions import state
 from facets.ops.metrics import RATE_LIMITED, REDIS_ERRORS
 from models.services import accounts
@@ -593,3 +594,16 @@ def test_a_callers_counters_share_one_cluster_slot():
         keys = [key for budget in budgets for key in budget.keys(caller)]
         assert len(set(keys)) == 9
         assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+
+
+def test_a_counter_without_an_expiry_gets_one(app):
+    """A counter left without an expiry (not by the script) must not refuse forever."""
+    budget = Budget.parse("test", "test", "2/minute")
+    (key,) = budget.keys("user:u1")
+    with app.app_context():
+        limiter = RateLimiter(state().redis)
+        state().redis.set(key, 2)
+        refused = limiter.send(budget, "user:u1").count()
+        assert not refused.passed
+        assert 59_000 < state().redis.pttl(key) <= 60_000
+    assert refused.windows == [Window(2, 2, 60)]

@@ -1,9 +1,9 @@
 """Rate-limit windows: counted in Redis by one Lua call, else in process memory.
 
-A budget is a set of fixed windows (``limits`` items) that start at their first hit. A hit
-*passes* only if every window of its budget has room, and then counts in every window; a
-refused hit counts in none, so a caller retrying as fast as it can loses nothing by it and
-gets its next request through the moment the spent windows reset (``Count.retry_after``).
+A hit *passes* only if every window of its budget (``facets.edge.budgets``) has room, and then
+counts in every window; a refused hit counts in none, so a caller retrying as fast as it can
+loses nothing by it and gets its next request through the moment the spent windows reset
+(``Count.reported``).
 
 The check and the hit are one Lua script over all of a caller's windows, so one request costs
 one Redis round trip. It can be sent before the request's view runs and read after
@@ -19,19 +19,16 @@ When Redis fails the windows are counted in per-process memory instead (logged, 
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import threading
 import time
-from dataclasses import dataclass
 
 import redis
-from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
+from facets.edge.budgets import Budget, Count, Window, seconds
 from facets.ops.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -43,113 +40,41 @@ STORAGE_ERRORS = (redis.RedisError, RedisClusterException)
 
 # KEYS: one counter per window; ARGV: each window's limit, then each window's length in ms.
 # Returns 1 (passed: every window counted this hit) or 0 (refused: none did), then per window
-# its count and the milliseconds until it resets. A counter without an expiry (never written
-# by this script) gets one, so that no window can refuse forever.
+# its count and the milliseconds until it resets. The hit is counted first and taken back
+# from every window if one of them had no room: atomic, so the same as checking first, and a
+# passing hit (the common case) costs what a bare count does. A counter found without an
+# expiry gets one, so that no window can refuse forever.
 WINDOWS_SCRIPT = """
 local n = #KEYS
 local passed = 1
 local counts, resets = {}, {}
 for i = 1, n do
-  counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  resets[i] = redis.call('PTTL', KEYS[i])
-  if resets[i] == -1 then
-    redis.call('PEXPIRE', KEYS[i], ARGV[n + i])
-    resets[i] = tonumber(ARGV[n + i])
+  local length = tonumber(ARGV[n + i])
+  counts[i] = redis.call('INCR', KEYS[i])
+  resets[i] = counts[i] == 1 and -1 or redis.call('PTTL', KEYS[i])
+  if resets[i] < 0 then
+    redis.call('PEXPIRE', KEYS[i], length)
+    resets[i] = length
   end
-  if counts[i] >= tonumber(ARGV[i]) then
+  if counts[i] > tonumber(ARGV[i]) then
     passed = 0
   end
 end
 local out = {passed}
 for i = 1, n do
-  if passed == 1 then
-    counts[i] = redis.call('INCR', KEYS[i])
+  if passed == 0 then
     if counts[i] == 1 then
-      redis.call('PEXPIRE', KEYS[i], ARGV[n + i])
+      redis.call('DEL', KEYS[i])
+      counts[i] = 0
+    else
+      counts[i] = redis.call('DECR', KEYS[i])
     end
-  end
-  if resets[i] < 0 then
-    resets[i] = tonumber(ARGV[n + i])
   end
   out[2 * i] = counts[i]
   out[2 * i + 1] = resets[i]
 end
 return out
 """
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A named set of windows (``limits`` items) and the message its 429 carries."""
-
-    name: str  # the metric label and part of the counter keys
-    items: tuple[RateLimitItem, ...]
-    message: str
-
-    @classmethod
-    def parse(cls, name: str, what: str, limits: str) -> Budget:
-        return cls(
-            name,
-            tuple(parse_many(limits)),
-            f"Too many {what} requests from this caller (limit {limits.replace(';', ', ')}); "
-            "retry after the number of seconds in the Retry-After header.",
-        )
-
-    @functools.cached_property
-    def args(self) -> list[int]:
-        """The script's ARGV: each window's limit, then its length in ms (worked out once)."""
-        return [item.amount for item in self.items] + [
-            item.get_expiry() * 1000 for item in self.items
-        ]
-
-    def keys(self, caller: str) -> list[str]:
-        # The caller is the hash tag: on a cluster all of a caller's counters share one slot.
-        return [
-            f"LIMITS:{{{caller}}}:{self.name}:{item.amount}/{item.multiples}/"
-            f"{item.GRANULARITY.name}"
-            for item in self.items
-        ]
-
-
-@dataclass(frozen=True)
-class Window:
-    """One window as a hit left it: its limit, its count, the seconds until it resets."""
-
-    amount: int
-    count: int
-    reset_in: int  # whole seconds, rounded up: the window is surely over by then
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.amount - self.count)
-
-    @property
-    def spent(self) -> bool:
-        return self.count >= self.amount
-
-
-@dataclass(frozen=True)
-class Count:
-    """The outcome of one hit: whether it passed, and every window of its budget after it."""
-
-    passed: bool
-    windows: list[Window]
-
-    @property
-    def reported(self) -> Window:
-        """The window the headers describe: the spent one that resets last, else the tightest.
-
-        Nothing passes until every spent window has reset, so on a refusal its ``reset_in``
-        is exactly when the next request will pass: the ``Retry-After``.
-        """
-        spent = [w for w in self.windows if w.spent]
-        if spent:
-            return max(spent, key=lambda w: w.reset_in)
-        return min(self.windows, key=lambda w: (w.remaining, -w.reset_in))
-
-
-def _seconds(ms: float) -> int:
-    return max(0, math.ceil(ms / 1000))
 
 
 class PendingHit:
@@ -248,7 +173,7 @@ class RateLimiter:
         return Count(
             bool(flat[0]),
             [
-                Window(item.amount, int(flat[2 * i + 1]), _seconds(int(flat[2 * i + 2])))
+                Window(item.amount, int(flat[2 * i + 1]), seconds(int(flat[2 * i + 2])))
                 for i, item in enumerate(budget.items)
             ],
         )
@@ -271,7 +196,7 @@ class RateLimiter:
                 Window(
                     item.amount,
                     count,
-                    _seconds((self._memory.get_expiry(key) - now) * 1000)
+                    seconds((self._memory.get_expiry(key) - now) * 1000)
                     if count
                     else item.get_expiry(),
                 )

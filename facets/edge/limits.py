@@ -26,7 +26,8 @@ import logging
 from flask import Flask, Response, request
 
 from facets.edge.auth import READ_METHODS, AuthenticationError, authenticate
-from facets.edge.limit_windows import Budget, Count, RateLimiter
+from facets.edge.budgets import Budget, Count
+from facets.edge.limit_windows import RateLimiter
 from facets.errors import HTTPError
 from facets.ops.metrics import RATE_LIMITED
 
