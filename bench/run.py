@@ -155,6 +155,7 @@ def app_config(db_url: str, redis_url: str) -> dict:
         "LOG_LEVEL": "INFO",
         "RATE_LIMITS_ENABLED": True,
         "FACETS_RATE_LIMIT": NO_LIMIT,
+        "READ_RATE_LIMIT": NO_LIMIT,
         "MUTATION_RATE_LIMIT": NO_LIMIT,
     }
 

@@ -49,12 +49,13 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "DB_LOCK_TIMEOUT_MS": int(env.get("DB_LOCK_TIMEOUT_MS", "5000")),
         "DB_STATEMENT_TIMEOUT_MS": int(env.get("DB_STATEMENT_TIMEOUT_MS", "5000")),
         "FACETS_BODY_MEMO_BYTES": int(env.get("FACETS_BODY_MEMO_BYTES", str(32 * 1024 * 1024))),
-        # Rate limits per caller (API key prefix, JWT subject, else client address).
+        # Rate limits per caller (the authenticated user, else the client address).
         # Unset: on, except in an app built with TESTING (limits are tested on purpose).
         "RATE_LIMITS_ENABLED": (
             _flag(env["RATE_LIMITS_ENABLED"]) if env.get("RATE_LIMITS_ENABLED") else None
         ),
         "FACETS_RATE_LIMIT": env.get("FACETS_RATE_LIMIT", "50/second;1200/minute"),
+        "READ_RATE_LIMIT": env.get("READ_RATE_LIMIT", "50/second;1200/minute"),
         "MUTATION_RATE_LIMIT": env.get("MUTATION_RATE_LIMIT", "20/second;600/minute"),
         "MIN_CLIENT_VERSION": env.get("MIN_CLIENT_VERSION") or None,
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,

@@ -71,6 +71,7 @@ def server_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str
         "REDIS_URL": redis_url,
         "JWT_SECRET": JWT_SECRET,
         "FACETS_RATE_LIMIT": HIGH_LIMIT,
+        "READ_RATE_LIMIT": HIGH_LIMIT,
         "MUTATION_RATE_LIMIT": HIGH_LIMIT,
         "LOG_LEVEL": "WARNING",
         **extra,

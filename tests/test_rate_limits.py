@@ -1,20 +1,28 @@
-"""Rate limits: 429 per caller on the facets and on mutations, headers, exemptions, fail-open."""
+"""Rate limits: 429 per user on every API endpoint, headers, exemptions, fail-open, and refused
+requests that spend nothing (so a client retrying flat out keeps its budget)."""
 
 from __future__ import annotations
 
 import functools
+import http.client
+import time
 import uuid
+from collections import Counter
 
 import pytest
 import redis as redis_lib
-from conftest import World, counted, make_jwt, redis_down
+from conftest import World, counted, gunicorn_running, make_jwt, redis_down
 
-import facets.edge.limits
+import facets.edge.limit_windows
+from facets.edge.budgets import Budget, Count, Window
+from facets.edge.limit_windows import RateLimiter
 from facets.extensions import state
 from facets.ops.metrics import RATE_LIMITED, REDIS_ERRORS
+from models.services import accounts
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 SANDBOXES = "/api/v1/org/acme/sandboxes"
+PROJECTS = "/api/v1/org/acme/projects"
 
 
 @pytest.fixture
@@ -44,7 +52,7 @@ def assert_limited(response, limit: int) -> None:
     assert response.headers["RateLimit-Reset"] == str(retry_after)
 
 
-def test_facets_limit_is_per_api_key(make_app):
+def test_facets_limit_is_per_user(make_app):
     app = make_app(FACETS_RATE_LIMIT="2/minute")
     _, callers = acme(app)
     client = app.test_client()
@@ -58,23 +66,94 @@ def test_facets_limit_is_per_api_key(make_app):
     before = counted(RATE_LIMITED, limit="facets")
     assert_limited(client.get(FACETS, headers=owner), 2)
     assert counted(RATE_LIMITED, limit="facets") == before + 1
-    # Another caller has a budget of its own; other reads are not limited.
+    # Another user has a budget of their own; the lists have a budget of their own.
     assert client.get(FACETS, headers=callers["admin"].headers).status_code == 200
     assert client.get(SANDBOXES, headers=owner).status_code == 200
 
 
-def test_facets_limit_follows_the_jwt_subject(make_app):
-    app = make_app(FACETS_RATE_LIMIT="2/minute")
+def second_api_key(app, caller) -> str:
+    with app.app_context(), state().unit_of_work() as uow:
+        return accounts.create_api_key(uow, email=caller.email).key
+
+
+@pytest.mark.parametrize(
+    ("setting", "method", "path", "passed"),
+    [
+        ("FACETS_RATE_LIMIT", "GET", FACETS, 200),
+        ("READ_RATE_LIMIT", "GET", SANDBOXES, 200),
+        ("READ_RATE_LIMIT", "GET", PROJECTS, 200),
+        ("MUTATION_RATE_LIMIT", "POST", SANDBOXES, 201),
+    ],
+)
+def test_a_user_has_one_budget_whatever_the_credential(make_app, setting, method, path, passed):
+    """Two API keys and two JWTs of one user spend one budget: it is the user's."""
+    app = make_app(**{setting: "3/minute"})
+    _, callers = acme(app)
+    owner = callers["owner"]
+    client = app.test_client()
+
+    def call(credential: str):
+        body = {} if method == "POST" else None
+        return client.open(
+            path, method=method, json=body, headers={"Authorization": f"Bearer {credential}"}
+        )
+
+    credentials = [owner.key, second_api_key(app, owner), make_jwt(owner.user_id)]
+    answers = [call(credential) for credential in credentials]
+    assert [(a.status_code, a.headers["RateLimit-Remaining"]) for a in answers] == [
+        (passed, "2"),
+        (passed, "1"),
+        (passed, "0"),
+    ]
+    for credential in [*credentials, make_jwt(owner.user_id, expires_in=600)]:
+        assert_limited(call(credential), 3)
+    # Another user of the org has a budget of their own.
+    assert call(callers["admin"].key).status_code == passed
+
+
+def test_the_lists_share_one_read_budget_of_their_own(make_app):
+    app = make_app(READ_RATE_LIMIT="2/minute", FACETS_RATE_LIMIT="5/minute")
     _, callers = acme(app)
     client = app.test_client()
-    user = callers["owner"].user_id
-    # Two tokens of one user share a budget: the key is the subject, not the token.
-    for token in (make_jwt(user), make_jwt(user, expires_in=600)):
-        assert client.get(FACETS, headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    third = client.get(FACETS, headers={"Authorization": f"Bearer {make_jwt(user)}"})
-    assert_limited(third, 2)
-    # The same user's API key is another caller.
-    assert client.get(FACETS, headers=callers["owner"].headers).status_code == 200
+    owner = callers["owner"].headers
+    assert client.get(SANDBOXES, headers=owner).status_code == 200
+    listed = client.get(PROJECTS, headers=owner)
+    assert (listed.status_code, listed.headers["RateLimit-Remaining"]) == (200, "0")
+    before = counted(RATE_LIMITED, limit="reads")
+    assert_limited(client.get(SANDBOXES, headers=owner), 2)
+    assert_limited(client.get(PROJECTS, headers=owner), 2)
+    assert counted(RATE_LIMITED, limit="reads") == before + 2
+    # The facets and the writes have budgets of their own.
+    assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == "4"
+    assert client.post(SANDBOXES, json={}, headers=owner).status_code == 201
+
+
+def api_calls(app) -> list[tuple[str, str]]:
+    """Every (method, path) the API blueprint answers, ids filled in (they need not exist)."""
+    calls = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("sandboxes."):
+            continue
+        values = {arg: "acme" if arg == "org" else str(uuid.uuid4()) for arg in rule.arguments}
+        path = rule.build(values)[1]
+        calls += [(method, path) for method in sorted(rule.methods - {"OPTIONS"})]
+    return calls
+
+
+def test_every_api_endpoint_has_a_budget(make_app):
+    """Whatever the endpoint, a user's second call within a 1/minute budget is refused."""
+    limits = ("FACETS_RATE_LIMIT", "READ_RATE_LIMIT", "MUTATION_RATE_LIMIT")
+    app = make_app(**dict.fromkeys(limits, "1/minute"))
+    world = World(app)
+    world.org("acme")
+    calls = api_calls(app)
+    assert len(calls) >= 12
+    for method, path in calls:
+        headers = world.caller("acme", "owner").headers  # a fresh budget for each call
+        client = app.test_client()
+        client.open(path, method=method, json={}, headers=headers)
+        second = client.open(path, method=method, json={}, headers=headers)
+        assert second.status_code == 429, (method, path, second.status_code)
 
 
 def test_a_forged_credential_does_not_spend_its_victims_budget(make_app):
@@ -314,7 +393,7 @@ def test_caller_key_identifies_verified_callers_only(make_app):
     _, callers = acme(app)
     owner = callers["owner"]
     cases = {
-        owner.key: f"key:{owner.key[:11]}",
+        owner.key: f"user:{owner.user_id}",
         make_jwt(owner.user_id): f"user:{owner.user_id}",
         make_jwt(owner.user_id, expires_in=-10): "ip:10.1.2.3",
         owner.key[:-1] + ("0" if owner.key[-1] != "0" else "1"): "ip:10.1.2.3",
@@ -364,20 +443,18 @@ def test_several_windows_cost_one_redis_call_and_the_tightest_is_reported(make_a
     ("windows", "reported"),
     [
         ([(5, 1, 50), (100, 1, 3000)], (5, 1, 50)),  # fewest remaining
-        ([(5, 6, 50), (100, 101, 3000)], (100, 101, 3000)),  # both spent: wait for the later
-        ([(5, 6, 50), (100, 7, 3000)], (5, 6, 50)),  # the spent one, though it resets sooner
+        ([(5, 5, 50), (100, 100, 3000)], (100, 100, 3000)),  # both spent: wait for the later
+        ([(5, 5, 50), (100, 7, 3000)], (5, 5, 50)),  # the spent one, though it resets sooner
         ([(5, 4, 10), (100, 99, 3000)], (100, 99, 3000)),  # a tie: the one that lasts longer
     ],
 )
 def test_the_reported_window(windows, reported):
-    from facets.edge.limits import Window, window_to_report
-
-    assert window_to_report([Window(*w) for w in windows]) == Window(*reported)
+    assert Count(False, [Window(*w) for w in windows]).reported == Window(*reported)
 
 
 def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch, caplog):
     """Down: memory counts (one transition counted); back: Redis counts again, logged once."""
-    monkeypatch.setattr(facets.edge.limits, "REDIS_RETRY_S", 0.0)  # retry on every request
+    monkeypatch.setattr(facets.edge.limit_windows, "REDIS_RETRY_S", 0.0)  # retry on every request
     app = make_app(FACETS_RATE_LIMIT="10/minute")
     _, callers = acme(app)
     client = app.test_client()
@@ -389,7 +466,193 @@ def test_counting_goes_back_to_redis_when_it_answers_again(make_app, monkeypatch
             assert client.get(FACETS, headers=owner).headers["RateLimit-Remaining"] == remaining
     assert counted(REDIS_ERRORS, op="rate_limit") == before + 1
     caplog.clear()
-    with caplog.at_level("WARNING", logger="facets.edge.limits"):
+    with caplog.at_level("WARNING", logger="facets.edge.limit_windows"):
         back = client.get(FACETS, headers=owner)
     assert back.headers["RateLimit-Remaining"] == "8"  # Redis's count goes on where it was
     assert [r.getMessage() for r in caplog.records] == ["rate limit storage reachable again"]
+
+
+@pytest.fixture(params=["redis", "memory"])
+def limiter(request, app, monkeypatch) -> RateLimiter:
+    """A limiter on the leg's Redis, or on process memory (its Redis-down path)."""
+    with app.app_context():
+        limiter = RateLimiter(state().redis)
+    if request.param == "memory":
+        monkeypatch.setattr(limiter, "_resting", lambda: True)
+    return limiter
+
+
+def end_window(app, limiter: RateLimiter, key: str) -> None:
+    """As if the window counted under ``key`` had just reset."""
+    with app.app_context():
+        state().redis.delete(key)
+    limiter._memory.clear(key)
+
+
+def test_a_refused_hit_spends_no_window(app, limiter):
+    budget = Budget.parse("test", "test", "2/minute;3/hour")
+    minute, hour = budget.keys("user:u1")
+
+    def hit() -> Count:
+        return limiter.send(budget, "user:u1").count()
+
+    assert [hit().passed for _ in range(12)] == [True, True] + [False] * 10
+    end_window(app, limiter, minute)
+    # The hour had one hit left: the ten refused ones spent none of it.
+    third = hit()
+    assert third.passed
+    assert [w.count for w in third.windows] == [1, 3]
+    refused = hit()
+    assert not refused.passed
+    assert [w.count for w in refused.windows] == [1, 3]
+    assert refused.reported.amount == 3  # the spent window, the hour's
+
+
+def test_retry_after_is_when_the_next_request_passes(make_app):
+    """Retry-After: the seconds (rounded up) until every spent window has reset, and the
+    retries meanwhile change nothing."""
+    app = make_app(FACETS_RATE_LIMIT="2/second;3/minute")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"]
+    second, minute = Budget.parse("facets", "facets", "2/second;3/minute").keys(
+        f"user:{owner.user_id}"
+    )
+    with app.app_context():
+        redis = state().redis
+
+    def get():
+        return client.get(FACETS, headers=owner.headers)
+
+    assert [get().status_code for _ in range(2)] == [200, 200]
+    for _ in range(5):  # only the second is spent
+        refused = get()
+        assert_limited(refused, 2)
+        assert refused.headers["Retry-After"] == "1"
+    redis.delete(second)  # that second is over
+    assert get().status_code == 200  # the minute's third: the refused ones took none of it
+    redis.pexpire(minute, 42_500)
+    refused = get()  # only the minute is spent (the second has 1 of 2 left)
+    assert_limited(refused, 3)
+    assert refused.headers["Retry-After"] == "43"
+    redis.set(second, 2, px=700)
+    refused = get()  # both are spent: the next request passes when the minute resets
+    assert_limited(refused, 3)
+    assert refused.headers["Retry-After"] == "43"
+    assert redis.get(second) == "2"
+
+
+@pytest.mark.leg("real")
+def test_a_client_that_waits_retry_after_gets_through(make_app):
+    app = make_app(MUTATION_RATE_LIMIT="2/second")
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert [client.post(SANDBOXES, json={}, headers=owner).status_code for _ in range(2)] == [
+        201,
+        201,
+    ]
+    refused = client.post(SANDBOXES, json={}, headers=owner)
+    assert_limited(refused, 2)
+    time.sleep(int(refused.headers["Retry-After"]))
+    assert client.post(SANDBOXES, json={}, headers=owner).status_code == 201
+
+
+def retry_flat_out(post) -> tuple[Counter, Counter]:
+    """Call ``post()`` (it answers a status) back to back for 10 s, retrying every 429 at once:
+    the successes and the attempts in each second of the loop."""
+    passed, attempts = Counter(), Counter()
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < 10 and attempts.total() < 200_000:
+        status = post()
+        attempts[int(elapsed)] += 1
+        if status == 201:
+            passed[int(elapsed)] += 1
+        else:
+            assert status == 429, status
+    return passed, attempts
+
+
+def assert_whole_budget_through(passed: Counter, attempts: Counter, per_second: int = 20) -> None:
+    """At least 95% of the budget got through: of ``per_second`` in each second of the loop,
+    or of as many as the client managed to send in a second where it sent fewer (a loaded
+    machine), so the count measures the limiter, not the machine."""
+    seconds = range(10)
+    figures = [(s, passed[s], attempts[s]) for s in seconds]
+    assert attempts.total() > passed.total(), f"never over its budget: {figures}"
+    allowed = sum(min(per_second, attempts[s]) for s in seconds)
+    assert passed.total() >= 0.95 * allowed, (allowed, figures)
+
+
+@pytest.mark.leg("real")
+def test_a_client_retrying_as_fast_as_it_can_gets_its_whole_budget(make_app):
+    """On the default mutation budget (20/second; 600/minute), a client that retries every 429
+    at once for 10 s gets at least 95% of 20 a second through: its refused requests spend
+    nothing (before, they used up the minute: 20 got through in the 10 s)."""
+    app = make_app()
+    per_second = Budget.parse("m", "m", app.config["MUTATION_RATE_LIMIT"]).items[0]
+    assert (per_second.amount, per_second.get_expiry()) == (20, 1)
+    _, callers = acme(app)
+    client = app.test_client()
+    owner = callers["owner"].headers
+    assert_whole_budget_through(
+        *retry_flat_out(lambda: client.post(SANDBOXES, json={}, headers=owner).status_code)
+    )
+
+
+@pytest.mark.leg("real")
+def test_under_gunicorn_a_client_retrying_flat_out_gets_its_whole_budget(
+    make_app, app_config, tmp_path
+):
+    """The same through two gunicorn workers (their windows shared in Redis), on one
+    keep-alive connection."""
+    _, callers = acme(make_app())
+    env = {
+        "GUNICORN_WORKERS": "2",
+        "DATABASE_URL": app_config["DATABASE_URL"],
+        "REDIS_URL": app_config["REDIS_URL"],
+        "JWT_SECRET": app_config["JWT_SECRET"],
+        "LOG_LEVEL": "WARNING",
+    }
+    headers = {**callers["owner"].headers, "Content-Type": "application/json"}
+    with gunicorn_running(env, tmp_path / "gunicorn.log") as base:
+        connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+
+        def post() -> int:
+            connection.request("POST", SANDBOXES, body=b"{}", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+
+        try:
+            assert_whole_budget_through(*retry_flat_out(post))
+        finally:
+            connection.close()
+
+
+def test_a_callers_counters_share_one_cluster_slot():
+    """Every counter of a caller, in every budget, hashes to one Redis Cluster slot: the one
+    script per request touches one slot, as a cluster requires."""
+    from redis.cluster import key_slot
+
+    budgets = [
+        Budget.parse(name, name, "20/second;600/minute;5000/hour")
+        for name in ("facets", "reads", "mutations")
+    ]
+    for caller in ("user:0f8e4c4e-5d6b-4d0c-9c39-2f1f0f6a0b11", "ip:10.1.2.3"):
+        keys = [key for budget in budgets for key in budget.keys(caller)]
+        assert len(set(keys)) == 9
+        assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+
+
+def test_a_counter_without_an_expiry_gets_one(app):
+    """A counter left without an expiry (not by the script) must not refuse forever."""
+    budget = Budget.parse("test", "test", "2/minute")
+    (key,) = budget.keys("user:u1")
+    with app.app_context():
+        limiter = RateLimiter(state().redis)
+        state().redis.set(key, 2)
+        refused = limiter.send(budget, "user:u1").count()
+        assert not refused.passed
+        assert 59_000 < state().redis.pttl(key) <= 60_000
+    assert refused.windows == [Window(2, 2, 60)]

@@ -32,7 +32,8 @@ HIGH_LIMIT = "100000/second"
 @pytest.fixture
 def app_config(app_config: dict) -> dict:
     """The leg's config with rate limits out of reach."""
-    return {**app_config, "FACETS_RATE_LIMIT": HIGH_LIMIT, "MUTATION_RATE_LIMIT": HIGH_LIMIT}
+    limits = ("FACETS_RATE_LIMIT", "READ_RATE_LIMIT", "MUTATION_RATE_LIMIT")
+    return {**app_config, **dict.fromkeys(limits, HIGH_LIMIT)}
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from models.services import projects
 @blp.route("/projects", methods=["GET"], parameters=[ORG_PARAMETER])
 @login_required
 @blp.response(200, ProjectListResponseSchema, description="Successful Response")
-@documents_errors(400, 401, 403, 404, 426, 500)
+@documents_errors(400, 401, 403, 404, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="list_projects")
 def list_projects(org: str):
     """List projects

@@ -30,7 +30,7 @@ from models.services import sandboxes
 @login_required
 @blp.arguments(SandboxListQueryArgsSchema(), location="query", as_kwargs=True)
 @blp.response(200, SandboxListResponseSchema, description="Successful Response")
-@documents_errors(400, 401, 403, 404, 422, 426, 500)
+@documents_errors(400, 401, 403, 404, 422, 426, 429, 500)
 @blp.doc(security=BEARER_SECURITY, operationId="list_sandboxes")
 def list_sandboxes(org: str, limit: int, state=None, project_id=None, cursor=None):
     """List sandboxes
