@@ -1,7 +1,8 @@
 """Admin commands: ``flask db``, ``orgs``, ``users``, ``members``, ``tokens``.
 
-Each prints its result as the last line of stdout; a caller mistake exits 1 with one line on
-stderr. Every write goes through the unit of work.
+Each prints its result as the last line of stdout; a mistake the command finds exits 1 and a
+usage mistake (click's: a bad option or argument) exits 2, each with one line on stderr.
+Every write goes through the unit of work.
 """
 
 from __future__ import annotations
