@@ -76,54 +76,50 @@ def test_rows_are_named_by_the_statements_column_keys(app, people):
     assert isinstance(row.id, uuid.UUID) and row.role == "member"
 
 
-def terminate_other_sessions(db) -> None:
-    with db.engine.connect() as admin:
-        admin.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-        admin.commit()
-
-
-def fill_the_pool(db, read, params) -> None:
-    pooled = [db.autocommit_engine.raw_connection() for _ in range(3)]
-    for raw in pooled:
-        raw.close()
-    assert db.read_rows(read, **params)
-
-
-@pytest.mark.leg("real")
-def test_connections_the_server_ended_are_replaced_before_use(app, people):
-    """The server ends every pooled session: the next reads find out at checkout, without a
-    round trip, and go to fresh connections; none fails."""
+@pytest.fixture
+def ended_pool(app, people):
+    """Three pooled autocommit connections whose server sessions have all been ended (and
+    exited: the server's goodbye is on their sockets); yields the db, a read and its params."""
     read = PreparedRead(ACCESS_STATEMENT)
     params = {"user_id": people["member"].user_id, "org_slug": "acme"}
     with app.app_context():
         db = state().db
-        fill_the_pool(db, read, params)
-        terminate_other_sessions(db)
-        time.sleep(0.2)  # the server's goodbye reaches the sockets
-        with statements(app) as seen:
-            for _ in range(3):
-                assert db.read_rows(read, **params)
+        pooled = [db.autocommit_engine.raw_connection() for _ in range(3)]
+        for raw in pooled:
+            raw.close()
+        others = text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        with db.engine.connect() as admin:
+            admin.execute(others)
+            for _ in range(100):  # until the ended backends are gone
+                if not admin.execute(others).scalar():
+                    break
+                time.sleep(0.05)
+            admin.commit()
+        yield db, read, params
+
+
+@pytest.mark.leg("real")
+def test_connections_the_server_ended_are_replaced_before_use(app, ended_pool):
+    """The server ends every pooled session: the next reads find out at checkout, without a
+    round trip, and go to fresh connections; none fails."""
+    db, read, params = ended_pool
+    with statements(app) as seen:
+        for _ in range(3):
+            assert db.read_rows(read, **params)
     assert len(seen) == 3  # no ping, no retry: one statement per read
 
 
 @pytest.mark.leg("real")
-def test_a_read_that_loses_its_connection_is_sent_once_more(app, people, monkeypatch):
+def test_a_read_that_loses_its_connection_is_sent_once_more(app, ended_pool, monkeypatch):
     """A connection that dies unnoticed (the checkout saw nothing yet): the read fails as
     Core's disconnect error, the pool is replaced and the read is sent again; it answers."""
-    read = PreparedRead(ACCESS_STATEMENT)
-    params = {"user_id": people["member"].user_id, "org_slug": "acme"}
-    with app.app_context():
-        db = state().db
-        fill_the_pool(db, read, params)
-        terminate_other_sessions(db)
-        monkeypatch.setattr(session_module, "is_idle_and_open", lambda _conn: True)
-        with statements(app) as seen:
+    db, read, params = ended_pool
+    monkeypatch.setattr(session_module, "is_idle_and_open", lambda _conn: True)
+    with statements(app) as seen:
+        assert db.read_rows(read, **params)
+        for _ in range(3):  # not one failure per pooled connection: the pool was replaced
             assert db.read_rows(read, **params)
-            for _ in range(3):  # not one failure per pooled connection: the pool was replaced
-                assert db.read_rows(read, **params)
     assert len(seen) == 5  # the first read was sent twice

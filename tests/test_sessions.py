@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import make_jwt, statements
+from test_auth import assert_401, bearer
 
 from facets.extensions import state
 from models.services import accounts
@@ -18,19 +19,14 @@ PROJECTS = "/api/v1/org/acme/projects"
 
 @pytest.fixture
 def member(world):
+    """A member of acme, which has one running sandbox."""
     world.org("acme")
     world.sandboxes("acme", None, "running", 1)
     return world.caller("acme", "member")
 
 
-def bearer(credential: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {credential}"}
-
-
 def assert_token_error(response) -> None:
-    assert response.status_code == 401, response.json
-    assert (response.json["code"], response.json["type"]) == (401, "token_error")
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_401(response, "token_error")
 
 
 def test_jwt_within_its_max_age_is_accepted(client, member):
