@@ -134,13 +134,13 @@ def authenticate_jwt(token: str) -> Principal:
             options={"require": ["exp", "iat", "sub"]},
         )
         user_id = uuid.UUID(str(claims["sub"]))
-        issued, expires = claims["iat"], claims["exp"]
+        issued, expires = int(claims["iat"]), int(claims["exp"])  # as PyJWT read them
     except jwt.ExpiredSignatureError:
         raise ExpiredSignatureError("The token has expired; sign in again.") from None
     except (jwt.InvalidTokenError, ValueError):
         raise TokenError("The token is malformed, badly signed or missing claims.") from None
     max_age = current_app.config["JWT_MAX_AGE_S"]
-    if expires - issued > max_age:  # PyJWT checked both are numbers
+    if expires - issued > max_age:
         raise TokenError(f"The token lives longer than {max_age} s (exp - iat); sign in again.")
     return Principal(user_id, "user", str(user_id), datetime.fromtimestamp(issued, UTC))
 
