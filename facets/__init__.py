@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(settings)
     os.makedirs(app.instance_path, exist_ok=True)
     logging.getLogger("facets").setLevel(app.config["LOG_LEVEL"])
+    config_module.warn_at_server_start(app.config)
 
     facets_state = extensions.init_app(app, docs.FacetsApi())
     facets_state.api.spec.components.security_scheme(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import click
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "DATABASE_URL": env.get("DATABASE_URL") or default_database_url(instance_path),
         "REDIS_URL": env.get("REDIS_URL") or EMBEDDED_REDIS_URL,
         "JWT_SECRET": env.get("JWT_SECRET"),
+        # The longest a JWT may live (its exp - iat), in seconds.
+        "JWT_MAX_AGE_S": int(env.get("JWT_MAX_AGE_S", "86400")),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "RECOUNT_TIMEOUT_MS": int(env.get("RECOUNT_TIMEOUT_MS", "2000")),
         # PostgreSQL only: the longest the app waits to connect, for a lock (any statement),
@@ -79,6 +84,24 @@ def finalize(config: dict[str, Any]) -> None:
         if config.get("FACETS_ENV") == "production":
             raise RuntimeError("JWT_SECRET must be set when FACETS_ENV=production")
         config["JWT_SECRET"] = secrets.token_urlsafe(32)
+        config["JWT_SECRET_IS_RANDOM"] = True
+
+
+def is_embedded_redis(url: str) -> bool:
+    """Whether ``REDIS_URL`` names an in-process Redis, which only its own process sees."""
+    return url.startswith(EMBEDDED_REDIS_URL)
+
+
+def starts_a_server() -> bool:
+    """Whether this process builds the app to serve it: under a WSGI server (no click command
+    runs) or ``flask run``; not for an admin command or ``flask --help``."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is None or ctx.command.name == "run"
+
+
+def warn_at_server_start(config: Mapping[str, Any]) -> None:
+    """Log once, where the server starts, what a development default costs."""
+    if config.get("JWT_SECRET_IS_RANDOM") and starts_a_server():
         log.warning("JWT_SECRET is not set: using a random secret; JWTs die with this process")
 
 

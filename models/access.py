@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.errors import DomainError, Forbidden, NotFound
-from models.org import ApiKey, Membership, Org, Role, is_org_slug
+from models.org import ApiKey, Membership, Org, Role, User, is_org_slug
 from models.prepared import PreparedRead
 from models.project import Project, ProjectMember
 from models.session import Database
@@ -30,6 +30,8 @@ class Access:
     role: Role
     version: int
     project_ids: frozenset[uuid.UUID] | None
+    # The caller's JWTs issued before this no longer authenticate (read in the same statement).
+    sessions_revoked_at: datetime | None = None
 
     def sees_project(self, project_id: uuid.UUID | None) -> bool:
         """Whether sandboxes in this project (None: no project) are visible to the caller."""
@@ -43,17 +45,19 @@ class Access:
 def _access_columns_from(source, user_id):
     """``source`` joined to the org (by slug), the caller's membership and own projects.
 
-    Selects org id, facet version, role and one project per row of the caller's project
-    memberships (None when the caller is not a plain member, has no project, or the project
-    is another org's), whatever ``source`` is. The project joins hang off the caller's own
-    project memberships, not the org's projects, so an owner of an org with thousands of
-    projects costs the database no more than one with ten.
+    Selects org id, facet version, role, the caller's ``sessions_revoked_at`` (the users row of
+    the membership, by primary key: none for a non-member) and one project per row of
+    the caller's project memberships (None when the caller is not a plain member, has no
+    project, or the project is another org's), whatever ``source`` is. The project joins
+    hang off the caller's own project memberships, not the org's projects, so an owner of an
+    org with thousands of projects costs the database no more than one with ten.
     """
     membership = and_(Membership.org_id == Org.id, Membership.user_id == user_id)
     own_memberships = and_(ProjectMember.user_id == user_id, Membership.role == Role.MEMBER.value)
     in_this_org = and_(Project.id == ProjectMember.project_id, Project.org_id == Org.id)
     return (
         source.outerjoin(Membership, membership)
+        .outerjoin(User, User.id == Membership.user_id)
         .outerjoin(ProjectMember, own_memberships)
         .outerjoin(Project, in_this_org)
     )
@@ -62,7 +66,13 @@ def _access_columns_from(source, user_id):
 # Built once: constructing these statements costs more than running them (SQLAlchemy then
 # reuses their compiled form), and one of them runs on every API request.
 _KEY_COLUMNS = (ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at)
-_ACCESS_COLUMNS = (Org.id, Org.facet_version, Membership.role, Project.id.label("project_id"))
+_ACCESS_COLUMNS = (
+    Org.id,
+    Org.facet_version,
+    Membership.role,
+    User.sessions_revoked_at,
+    Project.id.label("project_id"),
+)
 _ORG_SLUG = bindparam("org_slug")
 _USER_ID = bindparam("user_id")
 _PREFIX = bindparam("prefix")
@@ -82,7 +92,11 @@ KEY_ACCESS_STATEMENT = (
 
 
 def org_not_found(org_slug: str) -> NotFound:
-    return NotFound(f"Organization '{org_slug}' not found.")
+    """The 404 of a slug no org has; one with capitals is told that slugs are lowercase."""
+    hint = ""
+    if org_slug != org_slug.lower() and is_org_slug(org_slug.lower()):
+        hint = f" Org slugs are lowercase: '{org_slug.lower()}'?"
+    return NotFound(f"Organization '{org_slug}' not found.{hint}")
 
 
 def require_possible_slug(org_slug: str) -> None:
@@ -110,7 +124,15 @@ def _access_from_rows(rows, org_slug: str, user_id: uuid.UUID) -> Access:
     project_ids = None
     if not role.sees_everything:
         project_ids = frozenset(row.project_id for row in rows if row.project_id is not None)
-    return Access(first.id, org_slug, user_id, role, first.facet_version, project_ids)
+    return Access(
+        first.id,
+        org_slug,
+        user_id,
+        role,
+        first.facet_version,
+        project_ids,
+        first.sessions_revoked_at,
+    )
 
 
 def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -> Access:

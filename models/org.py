@@ -59,11 +59,15 @@ class Org(Base):
 
 
 class User(Base):
+    """A user. A JWT of theirs issued before ``sessions_revoked_at`` no longer authenticates
+    (``flask users revoke-sessions``); the access statement reads it with the membership."""
+
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = uuid_pk()
     email: Mapped[str] = mapped_column(String(EMAIL_MAX))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sessions_revoked_at: Mapped[datetime | None]
 
 
 Index("uq_users_email_lower", func.lower(User.email), unique=True)

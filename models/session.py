@@ -5,16 +5,26 @@ deferred transaction on SQLite); writes never open a session themselves, they go
 ``models.uow.UnitOfWork``, which uses ``write_engine``. On SQLite the driver's implicit
 transactions are replaced by explicit ``BEGIN`` (so a read transaction is one snapshot) and
 writers take ``BEGIN IMMEDIATE`` (so two writers queue instead of failing to upgrade a lock).
+
+A database restart leaves every pooled PostgreSQL connection dead. Each checkout first asks
+the kernel, without a round trip, whether the idle socket has anything to read: an idle
+connection has nothing, a connection the server closed has its farewell or EOF. Such a
+connection is discarded with every other pooled one opened before it (the pool is
+invalidated) and replaced before anything of the caller's reaches the server, so no read and
+no unit of work meets a connection the restart killed. A hot-path read that loses its
+connection mid-statement anyway is sent once more on a fresh one (a SELECT is safe to
+resend); a write that may have reached the server is never resent.
 """
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.prepared import PreparedRead
@@ -58,11 +68,12 @@ class Database:
             )
             _use_explicit_sqlite_transactions(self.engine)
         else:
-            # No pre-ping: it costs a round trip per checkout on the hot path; a connection
-            # dropped by a database restart fails one request and invalidates the pool.
+            # No pre-ping: it costs a round trip per checkout on the hot path; a poll of the
+            # socket finds the connections a restart killed (_discard_dead_on_checkout).
             self.engine = create_engine(
                 url, echo=echo, pool_size=10, pool_recycle=1800, connect_args=limits
             )
+            _discard_dead_on_checkout(self.engine)
         self.write_engine: Engine = self.engine.execution_options(begin_immediate=True)
         self.snapshot_engine: Engine = (
             self.engine
@@ -86,6 +97,8 @@ class Database:
                 connect_args=read_limits,
             )
         )
+        if not self.is_sqlite:
+            _discard_dead_on_checkout(self.autocommit_engine)
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
 
     @contextmanager
@@ -99,7 +112,13 @@ class Database:
             yield conn
 
     def read_rows(self, prepared: PreparedRead, **params) -> list[tuple]:
-        """The rows of a hot-path ``PreparedRead``, as one autocommit statement."""
+        """The rows of a hot-path ``PreparedRead``, as one autocommit statement; sent once
+        more on a fresh connection if the server dropped the first mid-statement."""
+        try:
+            return prepared.rows(self.autocommit_engine, **params)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
         return prepared.rows(self.autocommit_engine, **params)
 
     @contextmanager
@@ -155,6 +174,28 @@ def is_time_limit(error: DBAPIError) -> bool:
     return type(orig).__name__ in {"QueryCanceled", "LockNotAvailable"} or "interrupted" in str(
         orig
     )
+
+
+def is_idle_and_open(dbapi_connection) -> bool:
+    """Whether a pooled driver connection still looks usable, judged without a round trip:
+    open, and nothing to read on its socket (the server has not said goodbye or hung up)."""
+    try:
+        if dbapi_connection.closed:
+            return False
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+    except (OSError, ValueError, AttributeError):  # no socket any more: closed
+        return False
+
+
+def _discard_dead_on_checkout(engine: Engine) -> None:
+    """Replace a dead pooled connection at checkout, and every one opened before it."""
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection, _record, _proxy):
+        if not is_idle_and_open(dbapi_connection):
+            raise InvalidatePoolError("the server closed this pooled connection")
 
 
 def _use_explicit_sqlite_transactions(engine: Engine) -> None:

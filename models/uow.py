@@ -9,6 +9,9 @@ Invariants:
   which version each org's events produced.
 - Hooks run only after a successful commit, with exactly the recorded events; a rollback
   discards them. A failing hook is logged and counted, never raised: the change is committed.
+- A unit of work is never resent: its connection is checked at checkout, before anything of it
+  reaches the server (``models.session``: one the server closed is replaced), and one lost
+  after that fails the request, since the write may have reached the server.
 """
 
 from __future__ import annotations

@@ -263,8 +263,9 @@ def world(app) -> World:
 
 
 def make_jwt(sub, *, secret: str = JWT_SECRET, expires_in: int = 300, **claims) -> str:
-    """An HS256 JWT for ``sub``; negative ``expires_in`` gives an expired one."""
-    payload = {"sub": str(sub), "exp": datetime.now(UTC) + timedelta(seconds=expires_in)}
+    """An HS256 JWT for ``sub`` issued now; negative ``expires_in`` gives an expired one."""
+    now = datetime.now(UTC)
+    payload = {"sub": str(sub), "iat": now, "exp": now + timedelta(seconds=expires_in)}
     payload.update(claims)
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")
 

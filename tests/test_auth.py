@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 import warnings
 from datetime import timedelta
@@ -189,6 +190,12 @@ BAD_TOKENS = {
     "alg-none": lambda uid: jwt.encode({"sub": str(uid), "exp": 9999999999}, None, "none"),
     "hs512": lambda uid: make_jwt_alg(uid, "HS512"),
     "missing-exp": lambda uid: make_jwt(uid, exp=None),
+    "missing-iat": lambda uid: make_jwt(uid, iat=None),
+    "exp-in-year-9999": lambda uid: make_jwt(uid, exp=253402300799),
+    "lives-a-second-past-jwt-max-age": lambda uid: make_jwt(uid, expires_in=86401),
+    "iat-in-the-future": lambda uid: make_jwt(uid, iat=time.time() + 3600, expires_in=7200),
+    "iat-a-string-of-long-ago": lambda uid: make_jwt(uid, iat="0"),
+    "iat-true": lambda uid: make_jwt(uid, iat=True),
     "missing-sub": lambda uid: jwt.encode({"exp": 9999999999}, JWT_SECRET, "HS256"),
     "sub-not-a-uuid": lambda uid: make_jwt("alice"),
     "garbage": lambda uid: "not-a-jwt",

@@ -248,3 +248,40 @@ def test_forbidden_body_matches_api_error_payload(client, world, document):
     response = client.get(FACETS, headers=stranger.headers)
     assert response.status_code == 403
     validator_for(document, "APIErrorPayload").validate(response.json)
+
+
+# Each status's own type, from the spec's reading of the statuses (not from the code).
+TYPE_OF_STATUS = {
+    400: "invalid_error",
+    401: "authentication_error",
+    403: "forbidden_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "validation_error",
+    426: "upgrade_required_error",
+    429: "usage_limit_exceeded_error",
+    500: "server_error",
+    502: "bad_gateway_error",
+    504: "gateway_timeout_error",
+}
+
+
+def test_each_documented_error_status_has_an_example_of_its_own(document):
+    """Swagger UI shows the example: each status's carries that status's code and type."""
+    seen = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if not status.isdigit() or int(status) < 400:
+                    continue
+                example = response["content"]["application/json"].get("example")
+                assert example is not None, (path, method, status)
+                assert example["code"] == int(status), (path, method, status)
+                assert example["type"] == TYPE_OF_STATUS[int(status)], (path, method, status)
+                assert example["type"] in SPEC_ERROR_TYPES
+                assert isinstance(example["detail"], str) and example["detail"]
+                assert ("errors" in example) == (int(status) == 422)
+                seen += 1
+    assert seen > 50

@@ -175,7 +175,7 @@ def test_create_without_a_body_is_the_defaults(client, acme):
         ("owner", "api", 201),
         ("admin", "api", 201),
         ("member", "web", 201),
-        ("member", "api", 403),
+        ("member", "api", 404),
     ],
 )
 def test_create_in_a_project_follows_visibility(client, acme, role, project, status):
@@ -186,7 +186,23 @@ def test_create_in_a_project_follows_visibility(client, acme, role, project, sta
         assert response.json["project_id"] == str(acme[project])
         assert response.json["state"] == "paused"
     else:
-        assert response.json["type"] == "forbidden_error"
+        assert_error(response, 404, "not_found_error")
+
+
+def test_a_project_the_member_is_not_in_answers_as_an_unknown_one(client, acme):
+    """Creating in, or moving into, a project the member is not in says nothing that a random
+    id would not: same status, same envelope, same message."""
+    member = acme["member"]
+    created = client.post(BASE, json={}, headers=member.headers)
+    path = f"{BASE}/{created.json['id']}"
+    for send in (
+        lambda body: client.post(BASE, json=body, headers=member.headers),
+        lambda body: client.patch(path, json=body, headers=member.headers),
+    ):
+        hidden = send({"project_id": str(acme["api"])})
+        unknown = send({"project_id": str(uuid.uuid4())})
+        assert (hidden.status_code, hidden.json) == (unknown.status_code, unknown.json)
+        assert_error(hidden, 404, "not_found_error")
 
 
 @pytest.mark.parametrize("role", ["owner", "member"])
@@ -267,7 +283,7 @@ def test_member_moves_only_into_projects_they_belong_to(client, world, acme):
     member = acme["member"]
     (sandbox,) = world.sandboxes("acme", None, "running")
     response = patch(client, member, sandbox, {"project_id": str(acme["api"])})
-    assert_error(response, 403, "forbidden_error")
+    assert_error(response, 404, "not_found_error")
     response = patch(client, member, sandbox, {"project_id": str(acme["web"])})
     assert response.status_code == 200
     assert patch(client, member, sandbox, {"project_id": None}).status_code == 200

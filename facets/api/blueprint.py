@@ -9,7 +9,8 @@ import marshmallow as ma
 from marshmallow import validate
 
 from facets.api.schemas import APIErrorPayloadSchema
-from facets.edge.auth import current_principal, prefetched_access
+from facets.edge.auth import current_principal, prefetched_access, require_live_session
+from facets.errors import envelope_body
 from facets.extensions import state
 from facets.json import JsonBodyParser
 from models import Access
@@ -74,9 +75,38 @@ class HTTPErrorPayloadSchema(APIErrorPayloadSchema):
     )
 
 
+# What the example of each documented status says (Swagger UI shows it): its own code and type.
+ERROR_EXAMPLE_DETAILS = {
+    400: "Malformed JSON body.",
+    401: "Send 'Authorization: Bearer <API key or JWT>'.",
+    403: "You are not a member of this organization.",
+    404: "Organization 'acme' not found.",
+    409: "This sandbox is killed; a killed sandbox cannot be changed.",
+    422: "Invalid request: state: Must be one of: running, paused, killed.",
+    426: "Client version 1.0.0 is no longer supported; upgrade to version 2.0.0 or later.",
+    429: (
+        "Too many mutation requests from this caller (limit 20/second, 600/minute); "
+        "retry after the number of seconds in the Retry-After header."
+    ),
+    500: "Internal server error (request id 0f8e2c1d).",
+    502: "The gateway in front of the service got no valid answer from it.",
+    504: "The database did not answer in time; retry shortly.",
+}
+
+
+def error_example(status: int) -> dict:
+    """An ``APIErrorPayload`` example of ``status``: its code, its type, a typical detail."""
+    detail = ERROR_EXAMPLE_DETAILS.get(status, HTTPStatus(status).phrase)
+    errors = None
+    if status == 422:
+        errors = [{"loc": ["query", "state"], "msg": detail.split(": ")[-1], "type": "value_error"}]
+    return envelope_body(status, detail, errors=errors)
+
+
 def documents_errors(*statuses: int):
     """Document each status as an ``APIErrorPayload`` response of the operation, and those of
-    ``HTTP_LAYER_ERRORS`` as ``HTTPErrorPayload`` ones.
+    ``HTTP_LAYER_ERRORS`` as ``HTTPErrorPayload`` ones, each with an example of its own
+    (``error_example``).
 
     ``alt_response`` wraps the view in one pass-through layer per status, there only to carry
     the documentation; the facets view documents eleven, which cost ~50 us per request. The
@@ -90,10 +120,14 @@ def documents_errors(*statuses: int):
                 status,
                 schema=APIErrorPayloadSchema,
                 description=ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+                example=error_example(status),
             )(documented)
         for status, description in HTTP_LAYER_ERRORS.items():
             documented = blp.alt_response(
-                status, schema=HTTPErrorPayloadSchema, description=description
+                status,
+                schema=HTTPErrorPayloadSchema,
+                description=description,
+                example=error_example(status),
             )(documented)
         view._apidoc = documented._apidoc
         return view
@@ -109,12 +143,13 @@ def caller_access(org: str) -> Access:
 
     :raise NotFound: no such org (404).
     :raise Forbidden: the caller is not a member (403).
+    :raise TokenError: the caller's JWT was issued before their sessions were revoked (401).
     """
     user_id = current_principal().user_id
     access = prefetched_access(org, user_id)
     if access is not None:
         return access
-    return read_access(state().db, org, user_id)
+    return require_live_session(read_access(state().db, org, user_id))
 
 
 def as_caller(org: str, service, **kwargs):
@@ -125,4 +160,4 @@ def as_caller(org: str, service, **kwargs):
     """
     with state().unit_of_work() as uow:
         access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        return service(uow, access=access, **kwargs)
+        return service(uow, access=require_live_session(access), **kwargs)

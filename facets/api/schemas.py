@@ -105,6 +105,23 @@ class StateFilterField(ma.fields.List):
         return tuple(states)
 
 
+ONE_PROJECT_MESSAGE = "Only one project may be given: send project_id once, with one id."
+
+
+class ProjectFilterField(ma.fields.UUID):
+    """One project id. webargs hands over every occurrence of the key (``is_multiple``), so
+    that a repeated key is refused like the comma form instead of silently keeping the first.
+    """
+
+    is_multiple = True
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        values = value if isinstance(value, list | tuple) else [value]
+        if len(values) != 1 or (isinstance(values[0], str) and "," in values[0]):
+            raise ma.ValidationError(ONE_PROJECT_MESSAGE)
+        return super()._deserialize(values[0], attr, data, **kwargs)
+
+
 class SandboxFilterQueryArgsSchema(ma.Schema):
     """The filters shared by the facets and the sandbox list."""
 
@@ -118,7 +135,7 @@ class SandboxFilterQueryArgsSchema(ma.Schema):
             "Narrows both the states and projects facets."
         },
     )
-    project_id = ma.fields.UUID(
+    project_id = ProjectFilterField(
         allow_none=True, metadata={"description": "Active project filter. Narrows both facets."}
     )
 
@@ -183,7 +200,7 @@ class SandboxListQueryArgsSchema(SandboxFilterQueryArgsSchema):
         allow_none=True,
         metadata={"description": "Sandbox state filter (repeatable or comma-separated)."},
     )
-    project_id = ma.fields.UUID(allow_none=True, metadata={"description": "Project filter."})
+    project_id = ProjectFilterField(allow_none=True, metadata={"description": "Project filter."})
     limit = ma.fields.Integer(
         load_default=DEFAULT_PAGE_SIZE,
         validate=validate.Range(min=1, max=MAX_PAGE_SIZE),

@@ -17,11 +17,14 @@ import redis
 from sqlalchemy import select
 
 import click
+from flask import current_app
 
 from facets.cli.errors import OneLineGroup
+from facets.config import is_embedded_redis
 from facets.counts.cache import CachedCells, CounterCache, Totals, keyed_cells, rollup
 from facets.extensions import state
 from models import Database, Org
+from models.access import org_not_found
 from models.recount import Recount, recount_org
 from models.session import wait_for_locks
 
@@ -47,8 +50,24 @@ def _orgs(db: Database, slug: str | None) -> list[tuple[uuid.UUID, str]]:
             query = query.where(Org.slug == slug)
         orgs = [tuple(row) for row in session.execute(query)]
     if slug is not None and not orgs:
-        raise click.ClickException(f"Organization '{slug}' not found.")
+        raise click.ClickException(org_not_found(slug).detail)
     return orgs
+
+
+def require_the_servers_cache() -> None:
+    """Refuse to compare or rebuild a cache this process cannot share with the server.
+
+    The embedded Redis (``fakeredis://``) lives inside each process: a command would read and
+    write its own empty one. Only an app built with TESTING runs its requests and commands in
+    one process (the test runner), and so shares it.
+
+    :raise click.ClickException: the cache is embedded.
+    """
+    if is_embedded_redis(current_app.config["REDIS_URL"]) and not current_app.testing:
+        raise click.ClickException(
+            "REDIS_URL is the embedded fakeredis://, which lives inside the server's process: "
+            "this command cannot see it; set REDIS_URL to the server's Redis."
+        )
 
 
 Snapshot = tuple[CachedCells | None, Totals | None]
@@ -126,6 +145,7 @@ def verify_org(cache: CounterCache, db: Database, slug: str, org_id: uuid.UUID) 
 @click.option("--org", "slug", help="Only this org (default: all).")
 def verify(slug: str | None) -> None:
     """Compare the cache with SQL without changing anything; exit 1 on any difference."""
+    require_the_servers_cache()
     st = state()
     diffs: list[Difference] = []
     orgs = _orgs(st.db, slug)
@@ -147,6 +167,7 @@ def verify(slug: str | None) -> None:
 @click.option("--org", "slug", help="Only this org (default: all).")
 def rebuild(slug: str | None) -> None:
     """Recount orgs from SQL and install the counts in Redis (safe while traffic flows)."""
+    require_the_servers_cache()
     st = state()
     started = time.monotonic()
     orgs = _orgs(st.db, slug)

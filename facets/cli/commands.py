@@ -1,7 +1,8 @@
 """Admin commands: ``flask db``, ``orgs``, ``users``, ``members``, ``tokens``.
 
-Each prints its result as the last line of stdout; a caller mistake exits 1 with one line on
-stderr. Every write goes through the unit of work.
+Each prints its result as the last line of stdout; a mistake the command finds exits 1 and a
+usage mistake (click's: a bad option or argument) exits 2, each with one line on stderr.
+Every write goes through the unit of work.
 """
 
 from __future__ import annotations
@@ -112,10 +113,21 @@ def tokens_create(email: str, expires_in: int | None) -> None:
     click.echo(run_service(accounts.create_api_key, email=email, expires_in=lifetime).key)
 
 
+@users_cli.command("revoke-sessions")
+@click.argument("email")
+@click.option("--api-keys", is_flag=True, help="Revoke every API key of the user too.")
+def users_revoke_sessions(email: str, api_keys: bool) -> None:
+    """End every JWT of EMAIL issued before now (and with --api-keys every API key)."""
+    done = run_service(accounts.revoke_sessions, email=email, api_keys=api_keys)
+    keys = f" and {done.api_keys} API keys" if api_keys else ""
+    click.echo(f"revoked the JWTs of {email} issued up to {done.at.isoformat()}{keys}")
+
+
 @tokens_cli.command("revoke")
-@click.argument("prefix")
-def tokens_revoke(prefix: str) -> None:
-    """Revoke the API key whose public prefix is PREFIX."""
+@click.argument("key")
+def tokens_revoke(key: str) -> None:
+    """Revoke an API key, given whole or by its public prefix (sk_ and 8 hex digits)."""
+    prefix = accounts.api_key_prefix(key)
     run_service(accounts.revoke_api_key, prefix=prefix)
     click.echo(f"revoked {prefix}")
 

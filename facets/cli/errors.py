@@ -3,8 +3,8 @@
 Every admin command group and command is built on ``OneLineErrors``: click's usage mistakes
 (bad option values, missing arguments, unknown commands) and any database error (unreachable,
 no answer in time, a missing table before ``flask db upgrade``, a unique index met by a
-concurrent command) end the command with one line and exit status 1, as a domain error or an
-unreachable Redis already do.
+concurrent command) end the command with one line: exit status 2 for click's usage mistakes
+(its own status, kept), 1 for the rest, as a domain error or an unreachable Redis already do.
 """
 
 from __future__ import annotations

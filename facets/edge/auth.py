@@ -1,7 +1,10 @@
 """Bearer authentication: API keys (``sk_...``) and HS256 JWTs.
 
 API keys are found by their public prefix and checked against the stored SHA-256 with a
-constant-time compare. Credentials never reach a log line or an error body.
+constant-time compare. A JWT must carry ``sub``, ``iat`` and ``exp``, live at most
+``JWT_MAX_AGE_S`` (``exp - iat``), and be issued after its user's ``sessions_revoked_at``,
+which the org access statement reads with the membership (``require_live_session``: no
+extra round trip). Credentials never reach a log line or an error body.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jwt
 from sqlalchemy.exc import DBAPIError
@@ -58,6 +62,7 @@ class Principal:
     user_id: uuid.UUID
     via: str  # "key" or "user"
     credential_id: str  # the API key's public prefix, or the JWT's subject
+    issued_at: datetime | None = None  # a JWT's ``iat``; None for an API key
 
 
 def bearer_credential() -> str:
@@ -119,20 +124,38 @@ def prefetched_access(org_slug: str, user_id: uuid.UUID) -> Access | None:
 
 
 def authenticate_jwt(token: str) -> Principal:
-    """The subject of a valid HS256 JWT with ``sub`` and ``exp``."""
+    """The subject of a valid HS256 JWT with ``sub``, ``iat`` and ``exp`` that lives at most
+    ``JWT_MAX_AGE_S`` (whether its user's sessions were revoked is checked with the access)."""
     try:
         claims = jwt.decode(
             token,
             current_app.config["JWT_SECRET"],
             algorithms=["HS256"],
-            options={"require": ["exp", "sub"]},
+            options={"require": ["exp", "iat", "sub"]},
         )
         user_id = uuid.UUID(str(claims["sub"]))
-        return Principal(user_id, "user", str(user_id))
+        issued, expires = int(claims["iat"]), int(claims["exp"])  # as PyJWT read them
     except jwt.ExpiredSignatureError:
         raise ExpiredSignatureError("The token has expired; sign in again.") from None
     except (jwt.InvalidTokenError, ValueError):
         raise TokenError("The token is malformed, badly signed or missing claims.") from None
+    max_age = current_app.config["JWT_MAX_AGE_S"]
+    if expires - issued > max_age:
+        raise TokenError(f"The token lives longer than {max_age} s (exp - iat); sign in again.")
+    return Principal(user_id, "user", str(user_id), datetime.fromtimestamp(issued, UTC))
+
+
+def require_live_session(access: Access) -> Access:
+    """``access`` if the caller's credential still stands: a JWT issued before its user's
+    ``sessions_revoked_at`` does not (revoked API keys are refused with the key itself).
+
+    :raise TokenError: the JWT was issued before the user's sessions were revoked.
+    """
+    issued, revoked = current_principal().issued_at, access.sessions_revoked_at
+    # ``iat`` has whole seconds: a token of the revocation's second counts as before it.
+    if issued is not None and revoked is not None and issued <= revoked:
+        raise TokenError("This token's sessions were revoked; sign in again.")
+    return access
 
 
 AUTH_OUTCOME_KEY = "facets.auth_outcome"

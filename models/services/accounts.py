@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models.access import org_not_found
@@ -149,3 +149,39 @@ def revoke_api_key(uow: UnitOfWork, *, prefix: str, at: datetime | None = None) 
     if row.revoked_at is None:
         row.revoked_at = at or utcnow()
     return row
+
+
+@dataclass(frozen=True)
+class RevokedSessions:
+    """What ``revoke_sessions`` ended: JWTs issued up to ``at``, and how many API keys."""
+
+    at: datetime
+    api_keys: int
+
+
+def revoke_sessions(
+    uow: UnitOfWork, *, email: str, api_keys: bool = False, at: datetime | None = None
+) -> RevokedSessions:
+    """End every JWT of the user issued up to now (and with ``api_keys`` every live API key).
+
+    The next request of any process refuses them: the time is the user's
+    ``sessions_revoked_at``, read with the membership by the request's access statement.
+    """
+    user = get_user(uow, email=email)
+    when = at or utcnow()
+    user.sessions_revoked_at = when
+    keys = 0
+    if api_keys:
+        keys = uow.session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=when)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    uow.session.flush()
+    return RevokedSessions(when, keys)
+
+
+def api_key_prefix(key_or_prefix: str) -> str:
+    """The public prefix of a whole API key, or the prefix itself (``sk_`` + 8 hex digits)."""
+    return key_or_prefix.strip()[:API_KEY_PREFIX_LEN]

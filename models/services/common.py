@@ -51,11 +51,10 @@ def visible_project(uow: UnitOfWork, access: Access, project_id: uuid.UUID) -> P
 
 
 def placeable_project(uow: UnitOfWork, access: Access, project_id: uuid.UUID | None) -> None:
-    """Check the caller may put a sandbox in this project (None: no project, always allowed)."""
-    if project_id is None:
-        return
-    project = uow.session.get(Project, project_id)
-    if project is None or project.org_id != access.org_id:
-        raise NotFound("Project not found.")
-    if not access.sees_project(project_id):
-        raise Forbidden("You may only place sandboxes in projects you are a member of.")
+    """Check the caller may put a sandbox in this project (None: no project, always allowed).
+
+    A project the caller is not a member of is answered as absent, like an unknown id: a
+    different answer would tell a member which project ids exist.
+    """
+    if project_id is not None:
+        visible_project(uow, access, project_id)
