@@ -263,6 +263,11 @@ TYPE_OF_STATUS = {
     500: "server_error",
     502: "bad_gateway_error",
     504: "gateway_timeout_error",
+    # statuses of the HTTP layer, outside the spec's codes: the type of their class (README)
+    413: "invalid_error",
+    414: "invalid_error",
+    431: "invalid_error",
+    501: "server_error",
 }
 
 

@@ -10,6 +10,7 @@ from marshmallow import validate
 
 from facets.api.schemas import APIErrorPayloadSchema
 from facets.edge.auth import current_principal, prefetched_access, require_live_session
+from facets.edge.server_errors import DETAILS as SERVER_DETAILS
 from facets.errors import envelope_body
 from facets.extensions import state
 from facets.json import JsonBodyParser
@@ -82,6 +83,7 @@ ERROR_EXAMPLE_DETAILS = {
     403: "You are not a member of this organization.",
     404: "Organization 'acme' not found.",
     409: "This sandbox is killed; a killed sandbox cannot be changed.",
+    413: "The request body is larger than 65536 bytes.",
     422: "Invalid request: state: Must be one of: running, paused, killed.",
     426: "Client version 1.0.0 is no longer supported; upgrade to version 2.0.0 or later.",
     429: (
@@ -96,7 +98,8 @@ ERROR_EXAMPLE_DETAILS = {
 
 def error_example(status: int) -> dict:
     """An ``APIErrorPayload`` example of ``status``: its code, its type, a typical detail."""
-    detail = ERROR_EXAMPLE_DETAILS.get(status, HTTPStatus(status).phrase)
+    detail = ERROR_EXAMPLE_DETAILS.get(status) or SERVER_DETAILS.get(status)
+    detail = detail or HTTPStatus(status).phrase
     errors = None
     if status == 422:
         errors = [{"loc": ["query", "state"], "msg": detail.split(": ")[-1], "type": "value_error"}]
