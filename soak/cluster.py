@@ -187,6 +187,26 @@ class LocalCluster:
         masters = [p for p, (role, _) in self.roles().items() if role == "master"]
         return sum(self._node_ok(p, lambda c: c.dbsize()) for p in masters)
 
+    def master_ports(self) -> list[int]:
+        return [p for p, (role, _) in self.roles().items() if role == "master"]
+
+    def node_info(self, port: int, section: str) -> dict:
+        return self._node_ok(port, lambda c: c.info(section))
+
+    def memory_usage(self, org_ids) -> int:
+        """``MEMORY USAGE`` summed over the orgs' ``cells`` and ``totals`` hashes."""
+        from facets.extensions import make_redis
+
+        client = make_redis(self.url)
+        try:
+            return sum(
+                client.memory_usage(f"facets:{{{org_id}}}:{name}") or 0
+                for org_id in org_ids
+                for name in ("cells", "totals")
+            )
+        finally:
+            client.close()
+
     def flushall(self) -> None:
         for port, (role, _) in self.roles().items():
             if role == "master":
