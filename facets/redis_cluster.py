@@ -6,9 +6,10 @@ the slot map from them and follows ``MOVED`` (a slot moved for good, or a replic
 and ``ASK`` (a slot being migrated) itself.
 
 The client behaves as the single-node one does for the callers, whose scripts each keep their
-keys on one slot (the ``{<org id>}`` hash tag): a cluster that cannot be reached raises
-``redis.ConnectionError``, never a bare ``RedisClusterException``, so the read path answers
-from SQL and the writes' updates are absorbed. It is built on first use (``LazyCluster``):
+keys on one slot (the ``{<org id>}`` hash tag): a cluster that cannot be reached or whose
+slots are not all served raises ``redis.ConnectionError``, never a bare
+``RedisClusterException``, so the read path answers from SQL and the writes' updates are
+absorbed. It is built on first use (``LazyCluster``):
 a cluster that is down when the app starts does not stop the app; it serves from SQL and
 connects once a node answers. A URL whose nodes answer but are no cluster is refused.
 """
@@ -27,11 +28,10 @@ from redis.commands.core import Script
 from redis.connection import Encoder
 from redis.exceptions import (
     RedisClusterException,
-    RedisClusterUnreachableError,
-    SlotNotCoveredError,
 )
 from redis.retry import Retry
 
+NOT_A_CLUSTER = "Cluster mode is not enabled"  # what redis-py says of a single Redis
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 REBUILD_AFTER_S = 1.0
 DEFAULT_PORT = 6379
@@ -76,14 +76,17 @@ def cluster_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
 
 
 class ClusterClient(RedisCluster):
-    """A ``RedisCluster`` whose "no node answers" is the ``ConnectionError`` every caller
-    handles (``RedisClusterException`` is no ``RedisError``)."""
+    """A ``RedisCluster`` whose topology failures are the ``ConnectionError`` every caller
+    handles: ``RedisClusterException`` is no ``RedisError``, and the client raises it when
+    no node answers, when a slot has no node (a cluster being re-created) or when the nodes
+    disagree on the slot map. Our keys are one org's, on one slot, so at run time nothing
+    else raises it."""
 
     def execute_command(self, *args, **kwargs):
         try:
             return super().execute_command(*args, **kwargs)
-        except (RedisClusterUnreachableError, SlotNotCoveredError) as exc:
-            raise redis.ConnectionError(f"redis cluster unreachable: {exc}") from exc
+        except RedisClusterException as exc:
+            raise redis.ConnectionError(f"redis cluster unusable: {exc}") from exc
 
 
 class LazyCluster:
@@ -115,15 +118,17 @@ class LazyCluster:
                     raise redis.ConnectionError("redis cluster unreachable (retrying soon)")
                 try:
                     self._client = self._build()
-                except RedisClusterUnreachableError as exc:
+                except RedisClusterException as exc:
                     self._next_try = time.monotonic() + REBUILD_AFTER_S
-                    raise redis.ConnectionError(f"redis cluster unreachable: {exc}") from exc
+                    if NOT_A_CLUSTER in str(exc):
+                        raise
+                    raise redis.ConnectionError(f"redis cluster unusable: {exc}") from exc
         return self._client
 
     def connect_now(self) -> None:
-        """Connect at start-up if the cluster answers.
+        """Connect at start-up if the cluster answers (else at first use, as it comes back).
 
-        :raise RuntimeError: the nodes answer but are not (all) one cluster.
+        :raise RuntimeError: a node answers but is no cluster node.
         """
         try:
             _ = self.client

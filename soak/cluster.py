@@ -147,7 +147,9 @@ class LocalCluster:
         """SIGKILL a master, promote its replica (``TAKEOVER``); returns (master, replica)."""
         roles = self.roles()
         replica, (_, master) = next((p, r) for p, r in roles.items() if r[0] == "slave")
-        self.processes.pop(master).kill()
+        killed = self.processes.pop(master)
+        killed.kill()
+        killed.wait(START_TIMEOUT_S)
         client = self.node(replica)
         try:
             client.execute_command("CLUSTER FAILOVER", "TAKEOVER")
