@@ -5,6 +5,7 @@ clock, the server environment, and the judging of acknowledged writes and of
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -29,6 +30,17 @@ BURST_S, QUIET_S = 0.4, 0.6
 REQUESTS_PER_SECOND_CAP = 150  # per client thread: bounds the count whatever the speed
 INITIAL_SANDBOXES = 24
 JOIN_S = 15
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """The ``--database-url`` option of every soak command."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server URL; the soak creates and drops its own database there",
+    )
 
 
 def server_env(database_url: str, redis_url: str, prometheus_dir: Path) -> dict[str, str]:

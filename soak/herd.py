@@ -14,7 +14,6 @@ instances). Bounded: it stops reading after ``--timeout`` seconds.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import sys
@@ -32,7 +31,7 @@ from models import Role, migrate
 from models.services import accounts, projects, sandboxes
 from models.services.common import lock_access
 from soak.cluster import LocalCluster
-from soak.harness import app_config, server_env
+from soak.harness import add_database_url, app_config, server_env
 from soak.servers import Gunicorn, ScratchDatabase
 from soak.traffic import FACETS_PATH
 
@@ -169,12 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--memory-orgs", type=int, default=20000)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
+    add_database_url(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="facets-herd-") as tmp:
         work = Path(tmp)

@@ -15,7 +15,6 @@ with the fault cycle repeated.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from soak.harness import (
     ORG,
     REQUESTS_PER_SECOND_CAP,
     Traffic,
+    add_database_url,
     app_config,
     check_acknowledged,
     flask_verify,
@@ -152,13 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help=f"{LONG_S} s instead of {SHORT_S} s")
     parser.add_argument("--duration", type=float, help="seconds of traffic (overrides --long)")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="a PostgreSQL server URL; the soak creates and drops its own database there",
-    )
+    add_database_url(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     duration = args.duration or (LONG_S if args.long else SHORT_S)

@@ -15,7 +15,6 @@ single-Redis soak fails on (``soak.report``), plus any stale cross-instance read
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from soak.harness import (
     ORG,
     REQUESTS_PER_SECOND_CAP,
     Traffic,
+    add_database_url,
     app_config,
     check_acknowledged,
     flask_verify,
@@ -198,13 +198,7 @@ def run_scale_soak(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=SHORT_S, help="seconds of traffic")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="a PostgreSQL server URL; the soak creates and drops its own database there",
-    )
+    add_database_url(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-rate-limits", action="store_true", help="RATE_LIMITS_ENABLED=false")
     args = parser.parse_args(argv)
