@@ -26,9 +26,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
 from redis.connection import Encoder
-from redis.exceptions import (
-    RedisClusterException,
-)
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 NOT_A_CLUSTER = "Cluster mode is not enabled"  # what redis-py says of a single Redis
@@ -120,8 +118,6 @@ class LazyCluster:
                     self._client = self._build()
                 except RedisClusterException as exc:
                     self._next_try = time.monotonic() + REBUILD_AFTER_S
-                    if NOT_A_CLUSTER in str(exc):
-                        raise
                     raise redis.ConnectionError(f"redis cluster unusable: {exc}") from exc
         return self._client
 
@@ -132,10 +128,11 @@ class LazyCluster:
         """
         try:
             _ = self.client
-        except redis.ConnectionError:
-            return
-        except RedisClusterException as exc:
-            raise RuntimeError(f"REDIS_URL names no usable Redis Cluster: {exc}") from None
+        except redis.ConnectionError as exc:
+            if NOT_A_CLUSTER in str(exc.__cause__ or ""):
+                raise RuntimeError(
+                    f"REDIS_URL names no usable Redis Cluster: {exc.__cause__}"
+                ) from None
 
     def get_encoder(self) -> Encoder:
         """The client's encoder, without connecting (scripts are registered at start-up)."""
