@@ -94,22 +94,26 @@ class LocalCluster:
 
     def start(self) -> None:
         """Start every node empty and create the cluster; returns once every node says ok."""
-        for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
-            self._start_node(port, bus_port)
-        self._wait("nodes answering", lambda: self._each_node(lambda c: c.ping()))
-        subprocess.run(
-            [
-                self.cli,
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{p}" for p in self.ports),
-                *("--cluster-replicas", "1", "--cluster-yes"),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=START_TIMEOUT_S,
-        )
-        self.wait_ok()
+        try:
+            for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
+                self._start_node(port, bus_port)
+            self._wait("nodes answering", lambda: self._each_node(lambda c: c.ping()))
+            subprocess.run(
+                [
+                    self.cli,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{p}" for p in self.ports),
+                    *("--cluster-replicas", "1", "--cluster-yes"),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=START_TIMEOUT_S,
+            )
+            self.wait_ok()
+        except BaseException:
+            self.stop()  # no node outlives a start that failed
+            raise
 
     def wait_ok(self) -> None:
         """Until every live node reports ``cluster_state:ok`` and knows 3 masters."""
