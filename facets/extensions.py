@@ -2,10 +2,18 @@
 
 They are built in ``init_app`` from the app's config and kept in ``app.extensions["facets"]``;
 nothing connects at import time. ``state()`` reaches them from inside a request or command.
+
+``REDIS_URL`` names one Redis (``redis://``, ``rediss://``) or a Redis Cluster
+(``redis+cluster://host:port[,host:port...]``, ``rediss+cluster://``; ``facets.redis_cluster``
+builds that client). ``init_app`` asks the server once which it is and refuses a single-node
+URL that points at a cluster node: that client would follow no ``MOVED`` and most orgs would
+be answered from SQL forever. A server that does not answer then is no reason to refuse: the
+facets come from SQL until it does.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -21,7 +29,10 @@ from facets.counts.body_memo import BodyMemo
 from facets.counts.cache import CounterCache
 from facets.counts.labels import ProjectLabels
 from facets.ops.metrics import HOOK_FAILURES
+from facets.redis_cluster import LazyCluster, is_cluster_url, redis_cluster
 from models import Database, HookRegistry, UnitOfWork
+
+log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_S = 0.5
 
@@ -31,7 +42,7 @@ class FacetsState:
     """Everything one app instance owns."""
 
     db: Database
-    redis: redis.Redis
+    redis: redis.Redis | LazyCluster
     cache: CounterCache
     labels: ProjectLabels
     body_memo: BodyMemo
@@ -44,12 +55,15 @@ class FacetsState:
         return UnitOfWork(self.db, self.hooks)
 
 
-def make_redis(url: str) -> redis.Redis:
-    """A Redis client; ``fakeredis://`` gives an in-process server (the embedded default)."""
+def make_redis(url: str) -> redis.Redis | LazyCluster:
+    """A Redis client; ``fakeredis://`` gives an in-process server (the embedded default),
+    ``redis+cluster://`` and ``rediss+cluster://`` a Redis Cluster client."""
     if url == EMBEDDED_REDIS_URL or url.startswith("fakeredis://"):
         import fakeredis
 
         return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    if is_cluster_url(url):
+        return redis_cluster(url, timeout_s=REDIS_TIMEOUT_S)
     return redis.Redis.from_url(
         url,
         protocol=2,
@@ -62,6 +76,31 @@ def make_redis(url: str) -> redis.Redis:
     )
 
 
+def check_redis(client: redis.Redis | LazyCluster, url: str) -> None:
+    """Refuse a client that cannot work with the server ``url`` names (one round trip).
+
+    :raise RuntimeError: a single-node URL names a cluster node, or a cluster URL names
+        something that is not a cluster.
+    """
+    if isinstance(client, LazyCluster):
+        client.connect_now()  # raises RuntimeError when the nodes are no cluster
+        return
+    if url == EMBEDDED_REDIS_URL or url.startswith("fakeredis://"):
+        return
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.RedisError as exc:
+        log.warning(
+            "redis not reachable at start-up (%s): facets come from SQL", type(exc).__name__
+        )
+        return
+    if enabled in (1, "1"):
+        raise RuntimeError(
+            "REDIS_URL points at a Redis Cluster node but names a single Redis: use "
+            "redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS)"
+        )
+
+
 def init_app(app: Flask, api: Api) -> FacetsState:
     """Build the extensions of ``app`` from its config; ``api`` is bound to it here too."""
     db = Database(
@@ -71,6 +110,7 @@ def init_app(app: Flask, api: Api) -> FacetsState:
         statement_timeout_ms=app.config["DB_STATEMENT_TIMEOUT_MS"],
     )
     client = make_redis(app.config["REDIS_URL"])
+    check_redis(client, app.config["REDIS_URL"])
     recount_timeout_ms = app.config["RECOUNT_TIMEOUT_MS"]
     # A lease outlives the longest recount it covers, so a crashed holder frees it soon.
     cache = CounterCache(client, lease_ms=recount_timeout_ms + 1000)

@@ -63,6 +63,11 @@ class Oracle:
                 }
         return version, expected_body(cells, labels, visible, states, project_id)
 
+    def version(self) -> int:
+        """The org's facet version now: every commit acknowledged before this call is in it."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(Org.facet_version).where(Org.id == self.org_id)).scalar_one()
+
     def sandboxes(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str | None]]:
         """``{id: (state, project id)}`` of those sandboxes that exist."""
         with self.engine.connect() as conn:

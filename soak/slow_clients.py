@@ -30,8 +30,8 @@ from pathlib import Path
 
 from models import migrate
 from soak.attack import KINDS, Probes, attacked_probes, probe_while, settle
+from soak.harness import ORG, app_config, seed_accounts, seed_projects, server_env
 from soak.nginx import Nginx
-from soak.run import ORG, app_config, seed_accounts, seed_projects, server_env
 from soak.servers import Gunicorn, ScratchDatabase
 from soak.traffic import Caller
 
@@ -108,7 +108,6 @@ def proxied_stack(database_url: str, redis_url: str, work_dir: Path) -> Iterator
     try:
         migrate.upgrade(database.url)
         env = server_env(database.url, redis_url, MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH))
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes its own
         _, owner, member = seed_accounts(app_config(env))
         # As shipped: gunicorn.conf.py's two workers per core (a real Redis), two threads each.
         gunicorn = Gunicorn(env, work_dir / "gunicorn.log", workers=2 * multiprocessing.cpu_count())

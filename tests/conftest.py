@@ -3,6 +3,12 @@
 Legs: ``fast`` (a SQLite file copied from a migrated template + in-process fakeredis) always;
 ``real`` (``TEST_DATABASE_URL`` PostgreSQL + ``TEST_REDIS_URL`` Redis) when those are set. A
 real leg whose server is unreachable errors; it never skips.
+
+``cluster`` (PostgreSQL + a Redis Cluster) runs the tests marked ``cluster`` (the cache
+suites) when ``TEST_DATABASE_URL`` is set and either ``TEST_REDIS_CLUSTER_URL`` names a
+cluster (``redis+cluster://host:port,...``) or ``CI=true``, when the session starts its own
+3-master, 3-replica cluster on loopback (``soak.cluster.LocalCluster``). A ``leg("real")``
+test marked ``cluster`` runs on both real-server legs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from sqlalchemy import create_engine, event, text
 from facets import create_app
 from facets.extensions import state
 from facets.ops.metrics import FACETS_SERVED
+from facets.redis_cluster import LazyCluster
 from models import Access, Base, Database, Role, migrate
 from models.prepared import PreparedRead
 from models.services import accounts, projects, sandboxes
@@ -41,21 +48,34 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
 ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_CLUSTER_URL = os.environ.get("TEST_REDIS_CLUSTER_URL")
 LEGS = ["fast"] + (["real"] if TEST_DATABASE_URL else [])
+CLUSTER_LEG = bool(TEST_DATABASE_URL and (TEST_REDIS_CLUSTER_URL or os.environ.get("CI") == "true"))
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "leg(name): run the test on that leg only (fast or real)")
+    config.addinivalue_line("markers", "cluster: run the test on the cluster leg too")
+
+
+def _leg_applies(item, leg: str | None) -> bool:
+    """Whether ``item`` runs on ``leg``: its ``leg`` marker names it (``real`` stands for both
+    real-server legs), and only tests marked ``cluster`` run on the cluster leg."""
+    if leg is None:
+        return True
+    if leg == "cluster" and item.get_closest_marker("cluster") is None:
+        return False
+    marker = item.get_closest_marker("leg")
+    return marker is None or leg in marker.args or (leg == "cluster" and "real" in marker.args)
 
 
 def pytest_collection_modifyitems(config, items):
     """Deselect leg-specific tests on the other leg (they do not apply there: not a skip)."""
     keep, drop = [], []
     for item in items:
-        marker = item.get_closest_marker("leg")
         callspec = getattr(item, "callspec", None)
         leg = callspec.params.get("leg") if callspec else None
-        (drop if marker and leg and leg != marker.args[0] else keep).append(item)
+        (keep if _leg_applies(item, leg) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -115,9 +135,40 @@ def dispose_every_database(monkeypatch):
         db.dispose()
 
 
-@pytest.fixture(params=LEGS)
+@pytest.fixture(params=[*LEGS, "cluster"] if CLUSTER_LEG else LEGS)
 def leg(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory) -> Iterator[str]:
+    """The cluster leg's Redis Cluster: ``TEST_REDIS_CLUSTER_URL``, else one of our own."""
+    if TEST_REDIS_CLUSTER_URL:
+        yield TEST_REDIS_CLUSTER_URL
+        return
+    require_installed(
+        [p for p in ("redis-server", "redis-cli") if not shutil.which(p)],
+        "install them with: apt-get install -y redis-server",
+    )
+    from soak.cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def flush_cluster(url: str) -> None:
+    """Empty every master of the cluster at ``url`` (errors if it is unreachable)."""
+    from facets.extensions import make_redis
+
+    client = make_redis(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -128,6 +179,12 @@ def app_config(leg, request, tmp_path) -> dict:
         db_path = tmp_path / "facets.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), db_path)
         config.update(DATABASE_URL=f"sqlite:///{db_path}", REDIS_URL="fakeredis://")
+    elif leg == "cluster":
+        url = request.getfixturevalue("postgres_url")
+        _truncate_postgres(url)
+        cluster_url = request.getfixturevalue("redis_cluster_url")
+        flush_cluster(cluster_url)
+        config.update(DATABASE_URL=url, REDIS_URL=cluster_url)
     else:
         url = request.getfixturevalue("postgres_url")
         _truncate_postgres(url)
@@ -278,6 +335,11 @@ class redis_down:
             self.client = state().redis
 
     def __enter__(self):
+        if isinstance(self.client, LazyCluster):
+            # No node reachable: the cluster client's own "unreachable" state, held.
+            self.cluster, self.client._client = self.client._client, None
+            self.client._next_try = float("inf")
+            return self
         self.pool = self.client.connection_pool
         self.client.connection_pool = redis_lib.ConnectionPool(
             host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
@@ -285,6 +347,9 @@ class redis_down:
         return self
 
     def __exit__(self, *exc) -> None:
+        if isinstance(self.client, LazyCluster):
+            self.client._client, self.client._next_try = self.cluster, 0.0
+            return
         self.client.connection_pool.disconnect()
         self.client.connection_pool = self.pool
 

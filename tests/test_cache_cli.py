@@ -17,6 +17,8 @@ from facets.counts.cache import CounterCache
 from facets.extensions import state
 from models import Org
 
+pytestmark = pytest.mark.cluster  # also on the Redis Cluster leg
+
 
 @pytest.fixture
 def app_config(app_config):

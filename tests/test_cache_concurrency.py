@@ -30,6 +30,7 @@ from models.recount import recount_org
 from soak.servers import PrivateRedis
 
 pytestmark = [
+    pytest.mark.cluster,
     pytest.mark.leg("real"),
     pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs TEST_DATABASE_URL (PostgreSQL)"),
 ]

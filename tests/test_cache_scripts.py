@@ -10,6 +10,7 @@ from models.recount import Recount
 
 P = uuid.uuid4()
 ORG = uuid.uuid4()
+pytestmark = pytest.mark.cluster  # also on the Redis Cluster leg
 
 
 @pytest.fixture

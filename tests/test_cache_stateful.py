@@ -32,6 +32,7 @@ from models.services.common import lock_access
 STATES = ("running", "paused", "killed")
 NAMES = ("Alpha", "alpha", "Beta", "beta", "Gamma")
 DELIVERY = st.sampled_from(["normal", "normal", "drop", "hold"])
+pytestmark = pytest.mark.cluster  # also on the Redis Cluster leg
 
 
 @pytest.fixture

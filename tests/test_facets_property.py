@@ -22,6 +22,7 @@ KEYS = ("a", "B", "b", "web", "Z")
 NAMES = ("alpha", "Alpha", "BETA", "beta", "Zeta")  # case-sensitive order differs
 MAX_PROJECTS = 4
 slugs = itertools.count()
+pytestmark = pytest.mark.cluster  # also on the Redis Cluster leg
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The Redis counter cache of each org's facet cells, and why it is never wrong.
 
-Per org, in one Redis Cluster slot (hash tag ``{<org id>}``):
+Per org, in one Redis Cluster slot (hash tag ``{<org id>}``; every script and read here
+names the keys of one org only, so each runs on one node of a cluster):
 
 - ``cells``: field ``<state>:<project id or ->`` → sandbox count, plus ``v``;
 - ``totals``: roll-ups ``s:<state>`` and ``p:<project id>`` of the same cells, plus ``v``;
@@ -55,7 +56,7 @@ from typing import TypeVar
 
 import redis
 
-from facets.counts.scripts import APPLY_LUA, INSTALL_LUA, RELEASE_LUA
+from facets.counts.scripts import APPLY_LUA, INSTALL_LUA, RELEASE_LUA, SNAPSHOT_LUA
 from facets.ops.metrics import CACHE_INSTALLS, CACHE_UPDATES, LEASE_WAITS, REDIS_ERRORS
 from models.errors import Timeout
 from models.events import Cell, net_deltas
@@ -109,6 +110,11 @@ class Totals:
 class CachedCells:
     version: int
     cells: dict[KeyedCell, int]
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A hash from a script's flat ``HGETALL`` reply."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _parse_cells(raw: dict[str, str]) -> CachedCells | None:
@@ -170,6 +176,7 @@ class CounterCache:
         self._apply = client.register_script(APPLY_LUA)
         self._install = client.register_script(INSTALL_LUA)
         self._release = client.register_script(RELEASE_LUA)
+        self._snapshot = client.register_script(SNAPSHOT_LUA)
 
     @staticmethod
     def keys(org_id: uuid.UUID) -> tuple[str, str, str]:
@@ -274,12 +281,8 @@ class CounterCache:
 
     def snapshot(self, org_id: uuid.UUID) -> tuple[CachedCells | None, Totals | None]:
         """Both hashes of an org read atomically (for verify and rebuild; raises RedisError)."""
-        cells_key, totals_key, _ = self.keys(org_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hgetall(cells_key)
-        pipe.hgetall(totals_key)
-        raw_cells, raw_totals = pipe.execute()
-        return _parse_cells(raw_cells), _parse_totals(raw_totals)
+        raw_cells, raw_totals = self._snapshot(keys=self.keys(org_id)[:2])
+        return _parse_cells(_pairs(raw_cells)), _parse_totals(_pairs(raw_totals))
 
     def acquire_lease(self, org_id: uuid.UUID) -> str | None:
         """A token if this caller may recount and install the org, ``None`` if another holds it.

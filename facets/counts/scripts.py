@@ -1,5 +1,5 @@
 """The Lua scripts of the counter cache: apply a commit's deltas, install a recount, release
-a lease.
+a lease, read both hashes at once.
 
 Each runs atomically in Redis on the keys of one org (one Cluster slot), so a reader never sees
 a half-applied step. Why their rules keep the cache exact is argued in ``facets.counts.cache``;
@@ -109,4 +109,10 @@ return 'installed'
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: cells, totals. Both hashes as flat field/value lists, read atomically on their slot
+# (a script, not a MULTI pipeline: the same on one Redis and on a cluster).
+SNAPSHOT_LUA = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 """

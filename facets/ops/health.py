@@ -16,6 +16,7 @@ from sqlalchemy import text
 from flask import Blueprint, Flask
 
 from facets.extensions import state
+from facets.redis_cluster import LazyCluster, cluster_ready
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,20 @@ def healthz():
 def readyz():
     """Whether this instance can serve: the database must answer; Redis may be missing."""
     database = _check("database", _select_one)
-    redis = _check("redis", lambda: state().redis.ping())
+    redis = _check("redis", _redis_serves)
     if database != "ok":
         return {"status": "unavailable", "database": database, "redis": redis}, 503
     status = "ok" if redis == "ok" else "degraded"
     return {"status": status, "database": database, "redis": redis}
+
+
+def _redis_serves() -> None:
+    """PING one Redis; a cluster must also serve every slot (one node's ``CLUSTER INFO``)."""
+    client = state().redis
+    if isinstance(client, LazyCluster):
+        cluster_ready(client)
+    else:
+        client.ping()
 
 
 def _select_one() -> None:
