@@ -30,6 +30,7 @@ from redis.exceptions import RedisClusterException
 
 from facets.edge.budgets import Budget, Count, Window, seconds
 from facets.ops.metrics import REDIS_ERRORS
+from facets.redis_cluster import LazyCluster
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class PendingHit:
 class RateLimiter:
     """Counts hits of budgets per caller in Redis, or in process memory while Redis is down."""
 
-    def __init__(self, client: redis.Redis | RedisCluster) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster | LazyCluster) -> None:
         self._client = client
         self._script = client.register_script(WINDOWS_SCRIPT)
         self._memory = MemoryStorage()
@@ -115,7 +116,7 @@ class RateLimiter:
         """The pool of connections to the server that holds ``key``: the client's own, or on a
         cluster the pool of the primary serving the key's slot (as the client last knew it)."""
         client = self._client
-        if isinstance(client, RedisCluster):
+        if isinstance(client, RedisCluster | LazyCluster):
             return client.get_redis_connection(client.get_node_from_key(key)).connection_pool
         return client.connection_pool
 
