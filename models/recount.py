@@ -86,19 +86,23 @@ def recount_orgs(
     db: Database,
     *,
     after: uuid.UUID | None = None,
-    limit: int = BATCH_ORGS,
+    until: uuid.UUID | None = None,
+    limit: int | None = BATCH_ORGS,
     slug: str | None = None,
 ) -> list[OrgRecount]:
-    """The first ``limit`` orgs of id above ``after`` in id order (only ``slug``, if given),
-    each counted by (state, project), all at one snapshot; an admin recount (no time limit).
+    """The orgs of id above ``after`` and up to ``until`` (inclusive), in id order, at most
+    ``limit`` of them (only ``slug``, if given), each counted by (state, project), all at one
+    snapshot; an admin recount (no time limit).
 
-    Keyset pagination: pass the last org id of a batch as the next ``after``; an empty list
-    means there are no more orgs.
+    Keyset pagination: the last org id of a batch is the next ``after``; an empty list means
+    there are no more orgs. Or a range: ``after`` and ``until`` with no ``limit``.
     """
     with db.snapshot_engine.connect() as conn, conn.begin(), _time_limit(db, conn, None):
         query = select(Org.id, Org.slug, Org.facet_version).order_by(Org.id).limit(limit)
         if after is not None:
             query = query.where(Org.id > after)
+        if until is not None:
+            query = query.where(Org.id <= until)
         if slug is not None:
             query = query.where(Org.slug == slug)
         orgs = conn.execute(query).all()
@@ -109,7 +113,7 @@ def recount_orgs(
         first, last = orgs[0][0], orgs[-1][0]
         rows = conn.execute(
             cells_query(Sandbox.org_id >= first, Sandbox.org_id <= last, by_org=True)
-        )
+        ).all()
         for org_id, state, project, n in rows:
             cells[org_id][(state, project)] = n
         return [

@@ -78,7 +78,7 @@ def test_the_batched_recount_is_the_per_org_recount(app, by_id):
 
 
 def test_each_batch_is_one_pipeline(app, runner, by_id, monkeypatch):
-    executed = []
+    executed = []  # batches run a few at a time: in any order
     real = redis_lib.client.Pipeline.execute
 
     def counted(self, *args, **kwargs):
@@ -89,22 +89,21 @@ def test_each_batch_is_one_pipeline(app, runner, by_id, monkeypatch):
     result = invoke(runner, "rebuild")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("rebuilt 7 orgs, 7 differed before")
-    assert executed == [9, 9, 3]  # per org: HGETALL cells, HGETALL totals, the install
+    assert sorted(executed) == [3, 9, 9]  # per org: HGETALL cells, HGETALL totals, the install
     executed.clear()
     result = invoke(runner, "verify")
     assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 7 orgs\n")
-    assert executed == [6, 6, 2]
+    assert sorted(executed) == [2, 6, 6]
 
 
 def test_a_failed_batch_does_not_stop_the_pass_and_resume_picks_up(app, runner, by_id, monkeypatch):
     for slug in SLUGS:
         corrupt(app, slug)
     real = redis_lib.client.Pipeline.execute
-    calls = []
+    tag = f"{{{org_id(app, by_id[3])}}}"
 
     def second_batch_unreachable(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
+        if any(tag in str(command[0]) for command in self.command_stack):
             self.reset()
             raise redis_lib.ConnectionError("Connection refused")
         return real(self, *args, **kwargs)

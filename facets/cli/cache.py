@@ -49,12 +49,11 @@ def verify(slug: str | None, resume_from: str | None, batch: int) -> None:
     st = state()
     run = OrgPass(st.db, st.cache, "verifying", slug, resume_from, batch)
     diffs = []
-    for recounts in run.batches():
-        for org, reply in run.replies(recounts, install=False):
-            found = compare(org.slug, reply.snapshot, org.recount)
-            if not settled(found):  # a commit in flight: check this org again, atomically
-                found = run.recheck(org)
-            diffs.extend(found)
+    for org, reply in run.run(install=False):
+        found = compare(org.slug, reply.snapshot, org.recount)
+        if not settled(found):  # a commit in flight: check this org again, atomically
+            found = run.recheck(org)
+        diffs.extend(found)
     if diffs:
         click.echo(f"{'org':<24} {'field':<52} {'cache':>12} {'sql':>12}")
         for d in diffs:
@@ -84,11 +83,10 @@ def rebuild(slug: str | None, resume_from: str | None, batch: int) -> None:
     started = time.monotonic()
     run = OrgPass(st.db, st.cache, "rebuilding", slug, resume_from, batch)
     differed = 0
-    for recounts in run.batches():
-        for org, reply in run.replies(recounts, install=True):
-            snapshot = reply.snapshot
-            if compare(org.slug, snapshot, org.recount) or snapshot[0] is None:  # or cold
-                differed += 1
+    for org, reply in run.run(install=True):
+        snapshot = reply.snapshot
+        if compare(org.slug, snapshot, org.recount) or snapshot[0] is None:  # or cold
+            differed += 1
     done = run.orgs - run.failed
     click.echo(
         f"rebuilt {done} orgs, {differed} differed before, {time.monotonic() - started:.2f}s"

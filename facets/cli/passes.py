@@ -10,24 +10,27 @@ label).
 
 from __future__ import annotations
 
+import bisect
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import click
 
-from facets.counts.bulk import Snapshot, run_orgs
+from facets.counts.bulk import OrgReply, Snapshot, run_orgs
 from facets.counts.cache import CounterCache, keyed_cells, rollup
 from models import Database, Org
 from models.recount import OrgRecount, Recount, recount_org, recount_orgs
 
 VERIFY_ATTEMPTS = 5
 VERIFY_RETRY_S = 0.05
+WORKERS = 2  # batches in flight: one's SQL overlaps another's Redis round trip
 
 
 @dataclass(frozen=True)
@@ -54,17 +57,24 @@ def compare(slug: str, snapshot: Snapshot | None, recount: Recount) -> list[Diff
         return []
     if cells is None or totals is None:
         return [Difference(slug, "hashes", "one of cells/totals missing", "both or neither")]
+    counted_cells = keyed_cells(recount.cells)
+    by_state, by_project = rollup(counted_cells)
+    if (
+        cells.version == totals.version == recount.version
+        and cells.cells == counted_cells
+        and totals.by_state == by_state
+        and totals.by_project == by_project
+    ):
+        return []  # the common case, without the field by field walk below
     diffs = []
     if cells.version != recount.version or totals.version != recount.version:
         diffs.append(
             Difference(slug, "version", f"{cells.version}/{totals.version}", recount.version)
         )
-    counted_cells = keyed_cells(recount.cells)
     for cell in sorted(set(cells.cells) | set(counted_cells), key=str):
         cached, counted = cells.cells.get(cell, 0), counted_cells.get(cell, 0)
         if cached != counted:
             diffs.append(Difference(slug, f"cell {cell[0]}:{cell[1] or '-'}", cached, counted))
-    by_state, by_project = rollup(counted_cells)
     for name, cached_map, counted_map in (
         ("state", totals.by_state, by_state),
         ("project", totals.by_project, by_project),
@@ -126,22 +136,73 @@ class OrgPass:
     first_failed: str | None = None
     errors: dict[str, int] = field(default_factory=dict)  # error line -> orgs it failed
 
-    def batches(self) -> Iterator[list[OrgRecount]]:
-        """The recounted batches, with a progress bar (orgs/s) on stderr."""
-        after = self._start_after()
-        total = self._count(after)
-        if self.slug is not None and total == 0:
-            raise click.ClickException(f"Organization '{self.slug}' not found.")
+    def run(self, install: bool) -> Iterator[tuple[OrgRecount, OrgReply]]:
+        """Each org with its Redis reply, in org id order (installing its recount, forced, if
+        ``install``), with a progress bar (orgs/s) on stderr; the orgs Redis failed are
+        reported and left out.
+
+        The batches are id ranges cut from the orgs listed at the start (an org created since
+        is counted with its range). A few run at once, so that one batch's SQL overlaps
+        another's Redis round trip; their results are taken in order.
+        """
+        ranges = self._ranges()
+        total = sum(n for _, _, n in ranges)
         started = time.monotonic()
-        with click.progressbar(
-            length=total, label=self.label, file=sys.stderr, item_show_func=lambda rate: rate
-        ) as bar:
-            while batch := recount_orgs(self.db, after=after, limit=self.batch, slug=self.slug):
-                yield batch
-                after = batch[-1].org_id
+        workers = 1 if self.db.is_sqlite else WORKERS
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="facets-pass") as pool,
+            click.progressbar(
+                length=total, label=self.label, file=sys.stderr, item_show_func=lambda r: r
+            ) as bar,
+        ):
+            work = pool.map(lambda r: self._batch(r[0], r[1], install), ranges)
+            for batch, replies in work:
+                if isinstance(replies, redis.RedisError):
+                    self.fail(batch, replies)
+                    replies = []
+                for org, reply in zip(batch, replies, strict=False):
+                    if reply.error is not None:
+                        self.fail([org], reply.error)
+                    else:
+                        yield org, reply
                 self.orgs += len(batch)
                 rate = self.orgs / max(time.monotonic() - started, 1e-9)
                 bar.update(len(batch), f"{rate:,.0f} orgs/s")
+
+    def _batch(self, after, until, install: bool):
+        batch = recount_orgs(self.db, after=after, until=until, limit=None, slug=self.slug)
+        if not batch:
+            return batch, []
+        try:
+            return batch, run_orgs(
+                self.cache,
+                [o.org_id for o in batch],
+                [o.recount for o in batch] if install else None,
+                force=True,
+            )
+        except redis.RedisError as exc:
+            return batch, exc
+
+    def _ranges(self) -> list[tuple[uuid.UUID | None, uuid.UUID, int]]:
+        """(after, until, orgs) of each batch, from the orgs there are now."""
+        query = select(Org.id).order_by(Org.id)
+        if self.slug is not None:
+            query = query.where(Org.slug == self.slug)
+        with self.db.read_session() as session:
+            ids = list(session.scalars(query))
+            first = 0
+            if self.resume_from is not None:
+                start = session.scalar(select(Org.id).where(Org.slug == self.resume_from))
+                if start is None:
+                    raise click.ClickException(f"Organization '{self.resume_from}' not found.")
+                first = bisect.bisect_left(ids, start)
+        if self.slug is not None and not ids:
+            raise click.ClickException(f"Organization '{self.slug}' not found.")
+        ranges = []
+        for i in range(first, len(ids), self.batch):
+            end = min(i + self.batch, len(ids))
+            ranges.append((ids[i - 1] if i else None, ids[end - 1], end - i))
+        return ranges
 
     def fail(self, orgs: list[OrgRecount], error: redis.RedisError) -> None:
         """Record that Redis failed these orgs (reported on stderr now, summed at the end)."""
@@ -153,27 +214,6 @@ class OrgPass:
             click.echo(f"\n{len(orgs)} orgs from {orgs[0].slug} failed: {line}", err=True)
         else:
             click.echo(f"\norg {orgs[0].slug} failed: {line}", err=True)
-
-    def replies(self, batch: list[OrgRecount], install: bool):
-        """Each org's Redis reply with its recount (installing the recounts, forced, if
-        ``install``); the orgs Redis failed are recorded and left out."""
-        try:
-            replies = run_orgs(
-                self.cache,
-                [o.org_id for o in batch],
-                [o.recount for o in batch] if install else None,
-                force=True,
-            )
-        except redis.RedisError as exc:
-            self.fail(batch, exc)
-            return []
-        good = []
-        for org, reply in zip(batch, replies, strict=True):
-            if reply.error is not None:
-                self.fail([org], reply.error)
-            else:
-                good.append((org, reply))
-        return good
 
     def recheck(self, org: OrgRecount) -> list[Difference]:
         """``verify_org`` of one org (its own recount, the atomic snapshot, retries)."""
@@ -195,23 +235,3 @@ class OrgPass:
             f"{self.failed} of {self.orgs} orgs not {verb} "
             f"(resume with --resume-from {self.first_failed}): {why}"
         )
-
-    def _start_after(self) -> uuid.UUID | None:
-        if self.resume_from is None:
-            return None
-        with self.db.read_session() as session:
-            start = session.scalar(select(Org.id).where(Org.slug == self.resume_from))
-            if start is None:
-                raise click.ClickException(f"Organization '{self.resume_from}' not found.")
-            return session.scalar(
-                select(Org.id).where(Org.id < start).order_by(Org.id.desc()).limit(1)
-            )
-
-    def _count(self, after: uuid.UUID | None) -> int:
-        query = select(func.count()).select_from(Org)
-        if after is not None:
-            query = query.where(Org.id > after)
-        if self.slug is not None:
-            query = query.where(Org.slug == self.slug)
-        with self.db.read_session() as session:
-            return session.scalar(query)
