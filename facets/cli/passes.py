@@ -138,8 +138,8 @@ class OrgPass:
 
     def run(self, install: bool) -> Iterator[tuple[OrgRecount, OrgReply]]:
         """Each org with its Redis reply, in org id order (installing its recount, forced, if
-        ``install``), with a progress bar (orgs/s) on stderr; the orgs Redis failed are
-        reported and left out.
+        ``install``), with a progress bar (orgs/s) on stderr when it is a terminal; the orgs
+        Redis failed are reported and left out.
 
         The batches are id ranges cut from the orgs listed at the start (an org created since
         is counted with its range). A few run at once, so that one batch's SQL overlaps
@@ -152,7 +152,11 @@ class OrgPass:
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="facets-pass") as pool,
             click.progressbar(
-                length=total, label=self.label, file=sys.stderr, item_show_func=lambda r: r
+                length=total,
+                label=self.label,
+                file=sys.stderr,
+                item_show_func=lambda rate: rate,
+                hidden=not sys.stderr.isatty(),  # for a person watching; not into logs
             ) as bar,
         ):
             work = pool.map(lambda r: self._batch(r[0], r[1], install), ranges)
