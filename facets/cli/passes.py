@@ -27,6 +27,7 @@ from facets.counts.bulk import OrgReply, Snapshot, run_orgs
 from facets.counts.cache import CounterCache, keyed_cells, rollup
 from models import Database, Org
 from models.recount import OrgRecount, Recount, recount_org, recount_orgs
+from models.session import wait_for_locks
 
 VERIFY_ATTEMPTS = 5
 VERIFY_RETRY_S = 0.05
@@ -193,6 +194,7 @@ class OrgPass:
         if self.slug is not None:
             query = query.where(Org.slug == self.slug)
         with self.db.read_session() as session:
+            wait_for_locks(self.db, session)  # admin work waits for a migration's lock
             ids = list(session.scalars(query))
             first = 0
             if self.resume_from is not None:
