@@ -22,35 +22,58 @@ from typing import Any
 
 from flask import Flask
 
-from facets import cli, extensions
-from facets import config as config_module
-from facets.api import docs
-from facets.edge import http_headers, limits, request_id, version_gate
-from facets.json import OrjsonProvider
-from facets.ops import health, observability
+# The rooms are imported inside ``create_app``: importing ``facets.config`` or ``facets.cli``
+# (the ``flask`` command, before it knows which command runs) must not load them all.
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings from the environment, then ``config`` on top."""
+def create_app(config: Mapping[str, Any] | None = None, *, admin_only: bool = False) -> Flask:
+    """Build the app: settings from the environment, then ``config`` on top.
+
+    With ``admin_only`` (``app.py`` under the ``flask`` command, for an admin command or the
+    command list) the app gets its settings and commands only; the extensions are built by the
+    same code when a command starts (``facets.cli.errors``), and the HTTP rooms, which such a
+    process never serves, are left out. ``flask --help`` then imports none of them.
+    """
+    from facets import cli
+    from facets import config as config_module
+
     app = Flask(__name__, instance_relative_config=True)
-    app.json = OrjsonProvider(app)
     settings = config_module.from_environment(app.instance_path)
     settings.update(config or {})
     config_module.finalize(settings)
-    docs.configure(settings)
     app.config.from_mapping(settings)
     os.makedirs(app.instance_path, exist_ok=True)
     logging.getLogger("facets").setLevel(app.config["LOG_LEVEL"])
     config_module.warn_at_server_start(app.config)
+    cli.init_app(app)
+    if admin_only:
+        app.extensions[cli.DEFERRED_SETUP] = lambda: _init_extensions(app)
+        return app
+    _init_extensions(app)
+    _init_http(app)
+    return app
 
+
+def _init_extensions(app: Flask) -> None:
+    from facets import extensions
+    from facets.api import docs
+    from facets.json import OrjsonProvider
+
+    app.json = OrjsonProvider(app)
+    docs.configure(app.config)
     facets_state = extensions.init_app(app, docs.FacetsApi())
     facets_state.api.spec.components.security_scheme(
         "bearerAuth",
         {"type": "http", "scheme": "bearer", "description": "API key (sk_...) or HS256 JWT"},
     )
-    from facets.api import blp
 
-    facets_state.api.register_blueprint(blp)
+
+def _init_http(app: Flask) -> None:
+    from facets.api import blp, docs
+    from facets.edge import http_headers, limits, request_id, version_gate
+    from facets.ops import health, observability
+
+    app.extensions["facets"].api.register_blueprint(blp)
     docs.init_app(app)
     request_id.init_app(app)
     observability.init_app(app)
@@ -58,5 +81,3 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     version_gate.init_app(app)
     limits.init_app(app, blp.name)
     health.init_app(app)
-    cli.init_app(app)
-    return app

@@ -1,9 +1,11 @@
 """The one SQL recount of an org's facet cells.
 
-The cold-cache fallback, ``flask facets rebuild`` and ``flask facets verify`` all call
-``recount_org``. It reads the org's facet version and the GROUP BY in one snapshot
-(REPEATABLE READ on PostgreSQL; a single deferred transaction on SQLite), so the counts are
-exactly those of that version. With ``timeout_ms`` the database abandons the recount after
+The cold-cache fallback and ``flask facets verify --org`` call ``recount_org``; ``flask facets
+rebuild`` and ``verify`` of every org call ``recount_orgs``, the same count for a batch of orgs
+(one GROUP BY org_id, state, project_id over a range of org ids). Both build the GROUP BY with
+``cells_query`` and read the orgs' facet versions and the GROUP BY in one snapshot (REPEATABLE
+READ on PostgreSQL; a single deferred transaction on SQLite), so each org's counts are exactly
+those of the version read with them. With ``timeout_ms`` the database abandons the recount after
 that long (PostgreSQL ``SET LOCAL statement_timeout``; SQLite a progress-handler interrupt)
 and ``Timeout`` is raised; admin commands pass no timeout.
 """
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import OperationalError
 
 from models.access import Access, load_access
@@ -27,6 +29,7 @@ from models.sandbox import Sandbox
 from models.session import Database, is_time_limit, wait_for_locks
 
 SQLITE_PROGRESS_STEPS = 1000
+BATCH_ORGS = 1000
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,22 @@ class Recount:
     version: int
     cells: dict[Cell, int]
     access: Access | None = None  # the caller's access in the same snapshot, when asked for
+
+
+@dataclass(frozen=True)
+class OrgRecount:
+    org_id: uuid.UUID
+    slug: str
+    recount: Recount
+
+
+def cells_query(*criteria, by_org: bool = False) -> Select:
+    """The GROUP BY (state, project) of the sandboxes matching ``criteria``, and by org first
+    when ``by_org`` (an index-only scan of ``ix_sandboxes_org_state_project``)."""
+    columns = (Sandbox.state, Sandbox.project_id)
+    if by_org:
+        columns = (Sandbox.org_id, *columns)
+    return select(*columns, func.count()).where(*criteria).group_by(*columns)
 
 
 def recount_org(
@@ -57,14 +76,50 @@ def recount_org(
         ).one_or_none()
         if org is None:
             return None
-        rows = conn.execute(
-            select(Sandbox.state, Sandbox.project_id, func.count())
-            .where(Sandbox.org_id == org_id)
-            .group_by(Sandbox.state, Sandbox.project_id)
-        )
+        rows = conn.execute(cells_query(Sandbox.org_id == org_id))
         cells = {(state, project): n for state, project, n in rows}
         access = load_access(conn, org.slug, caller) if caller is not None else None
         return Recount(org.facet_version, cells, access)
+
+
+def recount_orgs(
+    db: Database,
+    *,
+    after: uuid.UUID | None = None,
+    until: uuid.UUID | None = None,
+    limit: int | None = BATCH_ORGS,
+    slug: str | None = None,
+) -> list[OrgRecount]:
+    """The orgs of id above ``after`` and up to ``until`` (inclusive), in id order, at most
+    ``limit`` of them (only ``slug``, if given), each counted by (state, project), all at one
+    snapshot; an admin recount (no time limit).
+
+    Keyset pagination: the last org id of a batch is the next ``after``; an empty list means
+    there are no more orgs. Or a range: ``after`` and ``until`` with no ``limit``.
+    """
+    with db.snapshot_engine.connect() as conn, conn.begin(), _time_limit(db, conn, None):
+        query = select(Org.id, Org.slug, Org.facet_version).order_by(Org.id).limit(limit)
+        if after is not None:
+            query = query.where(Org.id > after)
+        if until is not None:
+            query = query.where(Org.id <= until)
+        if slug is not None:
+            query = query.where(Org.slug == slug)
+        orgs = conn.execute(query).all()
+        if not orgs:
+            return []
+        cells: dict[uuid.UUID, dict[Cell, int]] = {org_id: {} for org_id, _, _ in orgs}
+        # The batch is every org of its id range in this snapshot, so one range scan counts it.
+        first, last = orgs[0][0], orgs[-1][0]
+        rows = conn.execute(
+            cells_query(Sandbox.org_id >= first, Sandbox.org_id <= last, by_org=True)
+        ).all()
+        for org_id, state, project, n in rows:
+            cells[org_id][(state, project)] = n
+        return [
+            OrgRecount(org_id, org_slug, Recount(version, cells[org_id]))
+            for org_id, org_slug, version in orgs
+        ]
 
 
 @contextmanager

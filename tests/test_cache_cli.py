@@ -84,10 +84,10 @@ def warm(client, orgs) -> None:
 
 def test_verify_agrees_on_a_cold_and_on_a_warm_cache(client, runner, orgs):
     result = invoke(runner, "verify")
-    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 2 orgs\n")
+    assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 2 orgs\n")
     warm(client, orgs)
     result = invoke(runner, "verify")
-    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 2 orgs\n")
+    assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 2 orgs\n")
 
 
 def test_rebuild_fills_a_cold_cache_so_reads_are_warm(client, runner, orgs):
@@ -115,8 +115,8 @@ def test_verify_names_each_corrupted_field_and_rebuild_repairs_it(app, client, r
         hset(app, acme, which, field, bad)
         result = invoke(runner, "verify")
         assert result.exit_code == 1, result.output
-        assert diff_rows(result.output) == [("acme", shown, str(bad), sql)]
-        assert result.output.strip().splitlines()[-1] == "1 differences in 1 of 2 orgs"
+        assert diff_rows(result.stdout) == [("acme", shown, str(bad), sql)]
+        assert result.stdout.strip().splitlines()[-1] == "1 differences in 1 of 2 orgs"
         assert hget(app, acme, which, field) == str(bad), "verify must not change anything"
 
         result = invoke(runner, "rebuild")
@@ -124,7 +124,7 @@ def test_verify_names_each_corrupted_field_and_rebuild_repairs_it(app, client, r
         assert "rebuilt 2 orgs, 1 differed before" in result.stdout
         assert hget(app, acme, which, field) == (None if sql == "0" else sql)
         result = invoke(runner, "verify")
-        assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 2 orgs\n")
+        assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 2 orgs\n")
 
     before = served()
     warm(client, orgs)
@@ -145,12 +145,12 @@ def test_verify_reports_unreadable_hashes_and_rebuild_replaces_them(
             state().redis.set(totals, "x")
     result = invoke(runner, "verify")
     assert result.exit_code == 1, result.output
-    assert diff_rows(result.output) == [("acme", "hashes", "unreadable", "counts")]
+    assert diff_rows(result.stdout) == [("acme", "hashes", "unreadable", "counts")]
     result = invoke(runner, "rebuild")
     assert result.exit_code == 0, result.output
     assert "rebuilt 2 orgs, 1 differed before" in result.stdout
     result = invoke(runner, "verify")
-    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 2 orgs\n")
+    assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 2 orgs\n")
 
 
 def test_org_option_limits_verify_and_rebuild(app, client, runner, orgs):
@@ -158,11 +158,11 @@ def test_org_option_limits_verify_and_rebuild(app, client, runner, orgs):
     hset(app, orgs["acme"], "cells", "running:-", 42)
 
     result = invoke(runner, "verify", "--org", "beta")
-    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 1 orgs\n")
+    assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 1 orgs\n")
     result = invoke(runner, "verify", "--org", "acme")
     assert result.exit_code == 1
-    assert diff_rows(result.output) == [("acme", "cell running:-", "42", "3")]
-    assert result.output.strip().splitlines()[-1] == "1 differences in 1 of 1 orgs"
+    assert diff_rows(result.stdout) == [("acme", "cell running:-", "42", "3")]
+    assert result.stdout.strip().splitlines()[-1] == "1 differences in 1 of 1 orgs"
 
     result = invoke(runner, "rebuild", "--org", "beta")
     assert result.exit_code == 0, result.output
@@ -173,7 +173,7 @@ def test_org_option_limits_verify_and_rebuild(app, client, runner, orgs):
     assert result.exit_code == 0, result.output
     assert "rebuilt 1 orgs, 1 differed before" in result.stdout
     result = invoke(runner, "verify")
-    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 2 orgs\n")
+    assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 2 orgs\n")
 
 
 @pytest.mark.parametrize("command", ["verify", "rebuild"])
@@ -187,20 +187,26 @@ def test_unknown_org_is_a_one_line_error(runner, orgs, command):
 def test_redis_out_of_memory_is_a_one_line_error_not_unreadable_hashes(
     runner, orgs, monkeypatch, command
 ):
-    """At maxmemory with noeviction Redis refuses even the MULTI that reads both hashes."""
+    """At maxmemory with noeviction Redis refuses every command of the pipeline."""
 
-    def refused(self, org_id):
-        raise redis_lib.exceptions.OutOfMemoryError(
+    def refused(self, raise_on_error=True):
+        error = redis_lib.exceptions.OutOfMemoryError(
             "command not allowed when used memory > 'maxmemory'."
         )
+        replies = [error for _ in self.command_stack]
+        self.reset()
+        return replies
 
-    monkeypatch.setattr(CounterCache, "snapshot", refused)
+    monkeypatch.setattr(redis_lib.client.Pipeline, "execute", refused)
     result = invoke(runner, command)
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == (
-        "Error: Redis is out of memory (maxmemory reached) and refuses commands; free some."
+    first = min(("acme", "beta"), key=lambda slug: orgs[slug])  # passes go in org id order
+    verb = "verified" if command == "verify" else "rebuilt"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: 2 of 2 orgs not {verb} (resume with --resume-from {first}): Redis is out of"
+        " memory (maxmemory reached) and refuses commands; free some."
     )
-    assert "differ" not in result.output and "unreadable" not in result.output
+    assert "unreadable" not in result.output and "differences" not in result.output
 
 
 def test_rebuild_repairs_a_hash_labelled_ahead_of_sql(app, client, runner, orgs):
@@ -221,4 +227,4 @@ def test_rebuild_repairs_a_hash_labelled_ahead_of_sql(app, client, runner, orgs)
     result = invoke(runner, "rebuild", "--org", "acme")
     assert result.exit_code == 0, result.output
     result = invoke(runner, "verify", "--org", "acme")
-    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 1 orgs\n")
+    assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 1 orgs\n")

@@ -11,6 +11,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
+from facets.cli import passes
 from facets.extensions import state
 from models import Org
 from models.services import sandboxes as sandbox_service
@@ -52,14 +53,14 @@ def test_rebuild_racing_mutations_converges_to_sql(
         threading.Barrier(2, timeout=TIMEOUT_S),
         threading.Barrier(2, timeout=TIMEOUT_S),
     )
-    real_install = cache.install
+    real_install = passes.run_orgs  # the rebuild's pipelined read and install
 
-    def install_after_mutations(org_id, recount, **kwargs):
+    def install_after_mutations(*args, **kwargs):
         recounted.wait()  # the recount snapshot is taken
         mutated.wait()  # newer commits exist now
-        return real_install(org_id, recount, **kwargs)
+        return real_install(*args, **kwargs)
 
-    cache.install = install_after_mutations
+    passes.run_orgs = install_after_mutations
     result = {}
     rebuild = threading.Thread(
         target=lambda: result.update(out=runner.invoke(args=["facets", "rebuild", "--org", "race"]))
@@ -84,7 +85,7 @@ def test_rebuild_racing_mutations_converges_to_sql(
         mutated.wait()
         rebuild.join(TIMEOUT_S)
     finally:
-        cache.install = real_install
+        passes.run_orgs = real_install
         hooks.hooks[:] = [cache.after_commit]
     assert result["out"].exit_code == 0, result["out"].output
     with app.app_context():

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import random
 import time
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING
 
 import click
 from flask.cli import with_appcontext
 
 from facets.cli.errors import OneLineCommand
-from facets.extensions import state
-from models import DomainError, Org, Role
-from models.services import accounts, projects, sandboxes
-from models.services.common import lock_access
-from models.uow import UnitOfWork
+
+if TYPE_CHECKING:  # the models are imported when the command runs: ``flask --help`` is light
+    from models.uow import UnitOfWork
 
 DEMO_ORG = "demo"
 OWNER_EMAIL = "demo@example.com"
@@ -40,12 +37,20 @@ STATE_WEIGHTS = {"running": 25, "paused": 15, "killed": 60}
 
 
 def _user(uow: UnitOfWork, email: str) -> None:
+    from models.services import accounts
+
     if accounts.find_user(uow, email=email) is None:
         accounts.create_user(uow, email=email)
 
 
 def seed(uow: UnitOfWork) -> int:
     """Create the demo org and its data; returns the number of sandboxes created (0 if present)."""
+    from sqlalchemy import select
+
+    from models import Org, Role
+    from models.services import accounts, projects, sandboxes
+    from models.services.common import lock_access
+
     if uow.session.scalar(select(Org.id).where(Org.slug == DEMO_ORG)) is not None:
         return 0
     accounts.create_org(uow, slug=DEMO_ORG, name="Demo Inc.")
@@ -84,6 +89,10 @@ def seed(uow: UnitOfWork) -> int:
 @with_appcontext
 def demo_command() -> None:
     """Create the demo org (once) and print an API key for its owner as the last line."""
+    from facets.extensions import state
+    from models import DomainError
+    from models.services import accounts
+
     started = time.monotonic()
     with state().unit_of_work() as uow:
         created = seed(uow)

@@ -9,12 +9,17 @@ concurrent command) end the command with one line: exit status 2 for click's usa
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
-from models.session import is_time_limit
+if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
+
+# ``app.extensions`` key of the setup an ``admin_only`` app leaves for its first command.
+DEFERRED_SETUP = "facets.deferred_setup"
 
 
 def database_error_line(error: DBAPIError) -> str:
@@ -25,6 +30,8 @@ def database_error_line(error: DBAPIError) -> str:
     can quote the URL it was given, password included (psycopg's host lookup does, when an
     unescaped ``@`` in the password moves part of it into the host).
     """
+    from models.session import is_time_limit
+
     if is_time_limit(error):
         return "The database did not answer in time (a lock held elsewhere?); retry shortly."
     orig = error.orig
@@ -36,17 +43,24 @@ def database_error_line(error: DBAPIError) -> str:
 
 
 class OneLineErrors:
-    """Mixin for click commands and groups: usage and database errors on one line."""
+    """Mixin for click commands and groups: usage and database errors on one line; the app's
+    deferred setup (if any) runs first."""
 
     def invoke(self, ctx: click.Context):
+        if current_app and DEFERRED_SETUP in current_app.extensions:
+            current_app.extensions.pop(DEFERRED_SETUP)()
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
             error = click.ClickException(" ".join(exc.format_message().split()))
             error.exit_code = exc.exit_code
             raise error from None
-        except DBAPIError as exc:
-            raise click.ClickException(database_error_line(exc)) from None
+        except Exception as exc:
+            from sqlalchemy.exc import DBAPIError
+
+            if isinstance(exc, DBAPIError):
+                raise click.ClickException(database_error_line(exc)) from None
+            raise
 
 
 class OneLineGroup(OneLineErrors, AppGroup):

@@ -244,17 +244,13 @@ class CounterCache:
         CACHE_INSTALLS.labels(result=result).inc()
         return result
 
+    def install_args(self, recount: Recount, force: bool) -> list:
+        """``INSTALL_LUA``'s ARGV for a recount (its KEYS are ``keys(org_id)``)."""
+        return [recount.version, encode_deltas(recount.cells.items()), self.ttl_ms, int(force)]
+
     def _run_install(self, org_id: uuid.UUID, recount: Recount, force: bool) -> str:
         try:
-            return self._install(
-                keys=self.keys(org_id),
-                args=[
-                    recount.version,
-                    encode_deltas(recount.cells.items()),
-                    self.ttl_ms,
-                    "1" if force else "0",
-                ],
-            )
+            return self._install(keys=self.keys(org_id), args=self.install_args(recount, force))
         except redis.RedisError as exc:
             self.absorb("install", exc)
             return "error"

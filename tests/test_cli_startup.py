@@ -1,0 +1,125 @@
+"""Admin commands start light: what ``flask --help`` and ``flask facets verify --org X`` import.
+
+Each runs as a real ``flask`` process in the project directory; the test asserts which heavy
+modules it did NOT import (the time is only reported: a wall-clock or CPU bound would fail on
+a busy machine), and that the commands that serve or inspect the app still get all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require_redis_server
+
+from app import admin_command
+from facets.cli.commands import ROLES
+from models import Role, migrate
+from soak.servers import PrivateRedis
+
+ROOT = Path(__file__).resolve().parents[1]
+FLASK = str(Path(sys.executable).with_name("flask"))
+HTTP_ROOMS = ("facets.api", "facets.edge", "facets.ops.observability", "facets.ops.health")
+LIBRARIES = ("flask_smorest", "marshmallow", "webargs", "limits", "alembic")
+DATA = ("sqlalchemy", "psycopg", "redis", "prometheus_client", "models", "facets.extensions")
+
+# Runs flask's CLI as the ``flask`` script does, then prints the modules it imported.
+PROBE = """
+import json, sys
+from flask.cli import main
+sys.argv = ["flask", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"modules": sorted(sys.modules), "code": code}), file=sys.stderr)
+"""
+
+
+def flask(tmp_path, *args: str, redis_url: str = "fakeredis://") -> tuple[str, set[str]]:
+    """Run ``flask ARGS``; returns its stdout and the modules it imported."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "TEST_"))},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'facets.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": "startup-test-secret-that-is-long-enough",
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(f"flask {' '.join(args)}: {cpu:.2f}s process CPU (user+sys)")
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), done.stdout + done.stderr
+    return done.stdout, set(report["modules"])
+
+
+def imported(modules: set[str], names) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+def test_flask_help_imports_neither_the_http_rooms_nor_the_data_layers(tmp_path):
+    out, modules = flask(tmp_path, "--help")
+    assert "facets" in out and "orgs" in out
+    assert imported(modules, HTTP_ROOMS + LIBRARIES + DATA) == []
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A private redis-server: verify refuses the embedded cache, which it could not see."""
+    require_redis_server()
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_verify_one_org_imports_no_http_room_nor_migrations(tmp_path, redis_server):
+    migrate.upgrade(f"sqlite:///{tmp_path / 'facets.sqlite3'}")
+    flask(tmp_path, "orgs", "create", "acme")
+    out, modules = flask(tmp_path, "facets", "verify", "--org", "acme", redis_url=redis_server.url)
+    assert out.splitlines()[-1] == "cache agrees with SQL for 1 orgs"
+    rooms = ("facets.edge.limits", "facets.edge.version_gate", "facets.ops.observability")
+    assert imported(modules, (*rooms, "facets.ops.health", "limits", "alembic")) == []
+
+
+def test_commands_that_serve_or_inspect_the_app_get_all_of_it(tmp_path):
+    out, modules = flask(tmp_path, "routes")
+    assert "/api/v1/org/<org>/sandboxes/facets" in out.replace("<string:", "<")
+    assert imported(modules, HTTP_ROOMS) == list(HTTP_ROOMS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "admin"),
+    [
+        (["/venv/bin/flask"], True),
+        (["/venv/bin/flask", "--help"], True),
+        (["flask", "facets", "verify", "--org", "run"], True),
+        (["flask", "-A", "app", "--debug", "orgs", "create", "x"], True),
+        (["flask", "--env-file", "demo", "run"], False),
+        (["flask", "run"], False),
+        (["flask", "routes"], False),
+        (["flask", "shell"], False),
+        (["/usr/lib/python3/site-packages/flask/__main__.py", "db", "upgrade"], True),
+        (["gunicorn"], False),
+        (["-c"], False),
+    ],
+)
+def test_which_processes_get_the_admin_only_app(argv, admin):
+    assert admin_command(argv) is admin
+
+
+def test_the_role_choices_are_the_models_roles():
+    assert ROLES == tuple(r.value for r in Role)
