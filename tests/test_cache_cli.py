@@ -193,11 +193,13 @@ def test_redis_out_of_memory_is_a_one_line_error_not_unreadable_hashes(
         error = redis_lib.exceptions.OutOfMemoryError(
             "command not allowed when used memory > 'maxmemory'."
         )
-        replies = [error for _ in self.command_stack]
+        queued = len(self)  # a Pipeline's command stack, a ClusterPipeline's command queue
+        replies = [error for _ in range(queued)]
         self.reset()
         return replies
 
     monkeypatch.setattr(redis_lib.client.Pipeline, "execute", refused)
+    monkeypatch.setattr(redis_lib.cluster.ClusterPipeline, "execute", refused)
     result = invoke(runner, command)
     assert result.exit_code == 1
     first = min(("acme", "beta"), key=lambda slug: orgs[slug])  # passes go in org id order
