@@ -22,7 +22,9 @@ from models.session import Database
 
 @dataclass(frozen=True)
 class Access:
-    """A caller's standing in one org, and the org's facet version when it was read."""
+    """A caller's standing in one org, and the org's facet and labels versions when it was read
+    (one snapshot: the project labels at ``version`` are those at ``labels_version``; None when
+    unknown)."""
 
     org_id: uuid.UUID
     org_slug: str
@@ -30,6 +32,7 @@ class Access:
     role: Role
     version: int
     project_ids: frozenset[uuid.UUID] | None
+    labels_version: int | None = None
 
     def sees_project(self, project_id: uuid.UUID | None) -> bool:
         """Whether sandboxes in this project (None: no project) are visible to the caller."""
@@ -62,7 +65,13 @@ def _access_columns_from(source, user_id):
 # Built once: constructing these statements costs more than running them (SQLAlchemy then
 # reuses their compiled form), and one of them runs on every API request.
 _KEY_COLUMNS = (ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.revoked_at)
-_ACCESS_COLUMNS = (Org.id, Org.facet_version, Membership.role, Project.id.label("project_id"))
+_ACCESS_COLUMNS = (
+    Org.id,
+    Org.facet_version,
+    Org.labels_version,
+    Membership.role,
+    Project.id.label("project_id"),
+)
 _ORG_SLUG = bindparam("org_slug")
 _USER_ID = bindparam("user_id")
 _PREFIX = bindparam("prefix")
@@ -110,7 +119,9 @@ def _access_from_rows(rows, org_slug: str, user_id: uuid.UUID) -> Access:
     project_ids = None
     if not role.sees_everything:
         project_ids = frozenset(row.project_id for row in rows if row.project_id is not None)
-    return Access(first.id, org_slug, user_id, role, first.facet_version, project_ids)
+    return Access(
+        first.id, org_slug, user_id, role, first.facet_version, project_ids, first.labels_version
+    )
 
 
 def load_access(conn: Session | Connection, org_slug: str, user_id: uuid.UUID) -> Access:

@@ -66,14 +66,17 @@ def test_bench_smoke(tmp_path, capsys):
         "owner_no_io",
         "owner_304_no_io",
         "raw_owner",
+        "redis_unchanged",
+        "redis_after_write",
     ):
         assert name in out
     assert "owner warm / floor" in out
     assert "owner warm / awaited limit" in out
+    assert "after a write / unchanged" in out
     assert "no-IO 304 / floor" in out
     assert "Where a warm read and a 304 go, in floors" in out
     assert "Targets (issue 5)" in out
-    assert len(results["targets"]) == 8
+    assert len(results["targets"]) == 9
     assert "with / without" in out
     assert "Bare round trips" in out
     for server in ("database", "redis"):
