@@ -48,6 +48,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "DB_CONNECT_TIMEOUT_S": int(env.get("DB_CONNECT_TIMEOUT_S", "3")),
         "DB_LOCK_TIMEOUT_MS": int(env.get("DB_LOCK_TIMEOUT_MS", "5000")),
         "DB_STATEMENT_TIMEOUT_MS": int(env.get("DB_STATEMENT_TIMEOUT_MS", "5000")),
+        # the most projects one org may have (creating one more is a 409)
+        "MAX_PROJECTS_PER_ORG": int(env.get("MAX_PROJECTS_PER_ORG", "1000")),
         "FACETS_BODY_MEMO_BYTES": int(env.get("FACETS_BODY_MEMO_BYTES", str(32 * 1024 * 1024))),
         # Rate limits per caller (API key prefix, JWT subject, else client address).
         # Unset: on, except in an app built with TESTING (limits are tested on purpose).
