@@ -25,7 +25,7 @@ from flask import Flask
 from facets import cli, extensions
 from facets import config as config_module
 from facets.api import docs
-from facets.edge import http_headers, limits, request_id, version_gate
+from facets.edge import http_headers, limits, org_writes, request_id, version_gate
 from facets.json import OrjsonProvider
 from facets.ops import health, observability
 
@@ -55,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     observability.init_app(app)
     http_headers.init_app(app)
     version_gate.init_app(app)
+    org_writes.init_app(app, blp.name)
     limits.init_app(app, blp.name)
     health.init_app(app)
     cli.init_app(app)
