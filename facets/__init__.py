@@ -55,7 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     observability.init_app(app)
     http_headers.init_app(app)
     version_gate.init_app(app)
-    org_writes.init_app(app, blp.name)
+    org_writes.init_app(app)
     limits.init_app(app, blp.name)
     health.init_app(app)
     cli.init_app(app)

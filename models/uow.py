@@ -129,10 +129,14 @@ class UnitOfWork:
             ).one()
             if facts.bumped_version is not None:
                 self._bumped[org_id] = facts.bumped_version
+            changed = facts.changed
         else:
             facts = self.session.execute(select(write.facts), params).one()
+            changed = 0
             if facts.outcome == "ok":
-                self.session.execute(write.change, params)
+                changed = len(self.session.execute(write.change, params).all())
+        if changed != (facts.outcome == "ok"):  # the guard and the outcome disagree: a bug
+            raise RuntimeError(f"a LockedWrite with outcome {facts.outcome} changed {changed} rows")
         if facts.locked_version is not None:
             self._locked.setdefault(org_id, facts.locked_version)
         return facts

@@ -8,6 +8,7 @@ import flask_smorest
 
 from facets.api.schemas import APIErrorPayloadSchema
 from facets.edge.auth import current_principal, prefetched_access
+from facets.edge.org_writes import admitted
 from facets.extensions import state
 from facets.json import JsonBodyParser
 from models import Access
@@ -93,9 +94,12 @@ def caller_access(org: str) -> Access:
 def as_caller(org: str, service, **kwargs):
     """Run one service function for the authenticated caller in its own unit of work.
 
-    The caller's access is resolved under the org lock (``lock_access``), so it cannot change
-    between the check and the write it allows.
+    The caller's access is checked again under the org lock (``lock_access``), so it cannot
+    change between the check and the write it allows. Only a member takes one of the org's
+    places for writes in flight (``facets.edge.org_writes``; else a 429).
     """
-    with state().unit_of_work() as uow:
+    caller_access(org)  # a stranger is refused here, before taking a place (an API key's
+    # access was read with the key: no round trip)
+    with admitted(org), state().unit_of_work() as uow:
         access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
         return service(uow, access=access, **kwargs)

@@ -2,8 +2,9 @@
 
 Writers of one org queue on its row lock in PostgreSQL, and each waiting writer holds one of
 the process's request threads; unbounded, a burst of writers on one busy org holds them all
-and every other org's readers wait behind it. So each POST/PATCH/DELETE of the API blueprint
-is admitted per org (the ``org`` path argument): while ``ORG_WRITES_IN_FLIGHT`` of that org's
+and every other org's readers wait behind it. So each write is admitted per org
+(``facets.api.blueprint.as_caller``, once the caller is known to be a member, so neither a
+stranger nor a refused caller takes a place): while ``ORG_WRITES_IN_FLIGHT`` of that org's
 writes are running here, the next waits up to ``ORG_WRITE_WAIT_MS`` for one to finish, then
 is refused with a 429 ``usage_limit_exceeded_error`` and ``Retry-After`` (counted as
 ``facets_rate_limited_total{limit="org_writes"}``). Keep the bound below the threads per
@@ -14,17 +15,15 @@ Only orgs with a write in flight are tracked, so the table is as small as the th
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, request
+from flask import Flask, current_app
 
 from facets.errors import HTTPError
 from facets.ops.metrics import RATE_LIMITED
 
-MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RETRY_AFTER_S = 1
 
 
@@ -76,31 +75,16 @@ class OrgWriteGate:
                 self._changed.notify_all()
 
 
-def gated(gate: OrgWriteGate, view):
-    """``view`` admitted through ``gate`` for its mutating methods."""
+def admitted(org: str):
+    """``with admitted(org):`` one of ``org``'s writes in flight in this app's process.
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        org = kwargs.get("org")
-        if org is None or request.method not in MUTATING_METHODS:
-            return view(*args, **kwargs)
-        with gate.admit(org):
-            return view(*args, **kwargs)
-
-    return wrapper
+    :raise OrgBusy: the org's writes in flight stayed at the bound for the whole wait.
+    """
+    return current_app.extensions["facets_org_writes"].admit(org)
 
 
-def init_app(app: Flask, blueprint: str) -> None:
-    """Gate the mutating endpoints of the API blueprint named ``blueprint``; call after it is
-    registered and before the rate limits wrap the views (a rate-limited write takes no
-    place)."""
-    gate = OrgWriteGate(
+def init_app(app: Flask) -> None:
+    """The app's gate, from ``ORG_WRITES_IN_FLIGHT`` and ``ORG_WRITE_WAIT_MS``."""
+    app.extensions["facets_org_writes"] = OrgWriteGate(
         int(app.config["ORG_WRITES_IN_FLIGHT"]), int(app.config["ORG_WRITE_WAIT_MS"]) / 1000
     )
-    app.extensions["facets_org_writes"] = gate
-    for endpoint in {rule.endpoint for rule in app.url_map.iter_rules()}:
-        if not endpoint.startswith(f"{blueprint}."):
-            continue
-        methods = set().union(*(rule.methods or () for rule in app.url_map.iter_rules(endpoint)))
-        if methods & MUTATING_METHODS:
-            app.view_functions[endpoint] = gated(gate, app.view_functions[endpoint])
