@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from http import HTTPStatus
 
 import flask_smorest
@@ -94,12 +95,13 @@ def caller_access(org: str) -> Access:
 def as_caller(org: str, service, **kwargs):
     """Run one service function for the authenticated caller in its own unit of work.
 
-    The caller's access is checked again under the org lock (``lock_access``), so it cannot
-    change between the check and the write it allows. Only a member takes one of the org's
-    places for writes in flight (``facets.edge.org_writes``; else a 429).
+    The caller's access is checked first (``lock_access``: a stranger is refused without
+    queueing for the org, and takes none of its places for writes in flight,
+    ``facets.edge.org_writes``, past which a member gets a 429), and again under the org lock
+    by the write itself, so it cannot change between the check and the write it allows.
     """
-    caller_access(org)  # a stranger is refused here, before taking a place (an API key's
-    # access was read with the key: no round trip)
-    with admitted(org), state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        return service(uow, access=access, **kwargs)
+    with contextlib.ExitStack() as place:  # given back after the commit and its hooks
+        with state().unit_of_work() as uow:
+            access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
+            place.enter_context(admitted(org))  # only a member takes one
+            return service(uow, access=access, **kwargs)
