@@ -24,6 +24,11 @@ small org (``bench.timing``), so their ratios compare requests made at the same 
   member: HMGET of the ``cells`` fields its view needs) on the app's Redis client, then
   ``orjson.dumps`` of the very body the endpoint returned. What any implementation must pay.
 - ``small_warm``: the small org's owner, warm (the target for a member who sees 10 projects).
+- ``redis_unchanged`` / ``redis_after_write``: run as a pair of their own after the others
+  (they write): the owner on the memo-off app at an unchanged version, and the first read
+  after a sandbox write (a create and a delete, untimed, through the same app, so its
+  after-commit hook has moved the Redis hashes to the new version). A sandbox write does not
+  change the project labels' version, so the second must not reload the org's labels.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ READ_SCENARIOS = (
     "raw_owner",
     "raw_member",
     "small_warm",
+    "redis_unchanged",
+    "redis_after_write",
 )
 
 
@@ -268,14 +275,47 @@ def read_scenarios(
     return scenarios, problems
 
 
+def _sandbox_write(client, org: OrgData):
+    """A sandbox created and deleted again (two commits, the org's content unchanged)."""
+    headers = bearer(org.owner_key)
+    url = f"/api/v1/org/{org.slug}/sandboxes"
+    failures = [0]
+
+    def write() -> None:
+        created = client.post(url, json={"state": "paused"}, headers=headers)
+        if created.status_code != 201:
+            failures[0] += 1
+            return
+        if client.delete(f"{url}/{created.get_json()['id']}", headers=headers).status_code != 204:
+            failures[0] += 1
+
+    return write, failures
+
+
+def after_write_scenarios(memo_off: Flask, org: OrgData, n: int):
+    """``redis_unchanged`` and ``redis_after_write`` (see the module docstring), and the
+    count of failed writes."""
+    client = memo_off.test_client()
+    url, owner = facets_url(org), bearer(org.owner_key)
+    write, failures = _sandbox_write(client, org)
+    return [
+        Scenario("redis_unchanged", _get(client, url, owner, 200), n),
+        Scenario("redis_after_write", _get(client, url, owner, 200), n, prepare=write),
+    ], failures
+
+
 def measure_reads(
     app: Flask, memo_off: Flask, org: OrgData, small: OrgData, n: int, n_cold: int, block: int
 ) -> tuple[dict[str, Stats], list[str]]:
-    """All read scenarios of one org, interleaved."""
+    """All read scenarios of one org, interleaved (the writing pair after the others)."""
     remembered = Remembered()
     with quiet_stderr():
         scenarios, problems = read_scenarios(app, memo_off, org, small, n, n_cold, remembered)
         stats = run_interleaved(scenarios, block, warmup=20)
+        pair, failures = after_write_scenarios(memo_off, org, n)
+        stats.update(run_interleaved(pair, block, warmup=5))
+    if failures[0]:
+        problems.append(f"{org.slug}: {failures[0]} sandbox writes before a read failed")
     if remembered.executed != 1 or not remembered.replayed:
         problems.append(
             f"{org.slug}: the no-SQL scenarios ran {remembered.executed} distinct statements "

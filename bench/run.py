@@ -209,6 +209,7 @@ def read_ratios(row: dict) -> dict[str, float | None]:
         "owner cold / redis": ratio(s["owner_cold"], s["owner_redis"]),
         "member cold / warm": ratio(s["member_cold"], s["member_warm"]),
         "member warm / small-org warm": ratio(s["member_warm"], s["small_warm"]),
+        "after a write / unchanged": ratio(s["redis_after_write"], s["redis_unchanged"]),
     }
 
 
@@ -454,6 +455,11 @@ def targets(results: dict) -> list[tuple[str, str, float | None, bool | None]]:
         "largest member warm / small owner warm",
         1.3,
         ratio(median_of(hi, "member_warm"), median_of(hi, "small_warm")),
+    )
+    add(
+        "largest first read after a write / unchanged",
+        1.5,
+        ratio(median_of(hi, "redis_after_write"), median_of(hi, "redis_unchanged")),
     )
     h = results.get("http") or {}
     add("gunicorn facets / floor req/s", 0.5, h.get("ratio"), at_most=False)

@@ -70,7 +70,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _init_http(app: Flask) -> None:
     from facets.api import blp, docs
-    from facets.edge import http_headers, limits, request_id, version_gate
+    from facets.edge import http_headers, limits, org_writes, request_id, version_gate
     from facets.ops import health, observability
 
     app.extensions["facets"].api.register_blueprint(blp)
@@ -79,5 +79,6 @@ def _init_http(app: Flask) -> None:
     observability.init_app(app)
     http_headers.init_app(app)
     version_gate.init_app(app)
+    org_writes.init_app(app)
     limits.init_app(app, blp.name)
     health.init_app(app)

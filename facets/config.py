@@ -53,6 +53,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "DB_CONNECT_TIMEOUT_S": int(env.get("DB_CONNECT_TIMEOUT_S", "3")),
         "DB_LOCK_TIMEOUT_MS": int(env.get("DB_LOCK_TIMEOUT_MS", "5000")),
         "DB_STATEMENT_TIMEOUT_MS": int(env.get("DB_STATEMENT_TIMEOUT_MS", "5000")),
+        # the most projects one org may have (creating one more is a 409)
+        "MAX_PROJECTS_PER_ORG": int(env.get("MAX_PROJECTS_PER_ORG", "1000")),
+        # one org's writes in flight per process, and how long the next waits before its 429
+        # (facets.edge.org_writes): keep below GUNICORN_THREADS, so other orgs keep a thread
+        "ORG_WRITES_IN_FLIGHT": int(env.get("ORG_WRITES_IN_FLIGHT", "1")),
+        "ORG_WRITE_WAIT_MS": int(env.get("ORG_WRITE_WAIT_MS", "0")),
         "FACETS_BODY_MEMO_BYTES": int(env.get("FACETS_BODY_MEMO_BYTES", str(32 * 1024 * 1024))),
         # Rate limits per caller (the authenticated user, else the client address).
         # Unset: on, except in an app built with TESTING (limits are tested on purpose).

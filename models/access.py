@@ -22,7 +22,9 @@ from models.session import Database
 
 @dataclass(frozen=True)
 class Access:
-    """A caller's standing in one org, and the org's facet version when it was read."""
+    """A caller's standing in one org, and the org's facet and labels versions when it was read
+    (one snapshot: the project labels at ``version`` are those at ``labels_version``; None when
+    unknown)."""
 
     org_id: uuid.UUID
     org_slug: str
@@ -32,6 +34,7 @@ class Access:
     project_ids: frozenset[uuid.UUID] | None
     # The caller's JWTs issued before this no longer authenticate (read in the same statement).
     sessions_revoked_at: datetime | None = None
+    labels_version: int | None = None
 
     def sees_project(self, project_id: uuid.UUID | None) -> bool:
         """Whether sandboxes in this project (None: no project) are visible to the caller."""
@@ -69,6 +72,7 @@ _KEY_COLUMNS = (ApiKey.user_id, ApiKey.secret_sha256, ApiKey.expires_at, ApiKey.
 _ACCESS_COLUMNS = (
     Org.id,
     Org.facet_version,
+    Org.labels_version,
     Membership.role,
     User.sessions_revoked_at,
     Project.id.label("project_id"),
@@ -132,6 +136,7 @@ def _access_from_rows(rows, org_slug: str, user_id: uuid.UUID) -> Access:
         first.facet_version,
         project_ids,
         first.sessions_revoked_at,
+        first.labels_version,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 Cell = tuple[str, uuid.UUID | None]
 
@@ -18,6 +19,7 @@ Cell = tuple[str, uuid.UUID | None]
 @dataclass(frozen=True)
 class Event:
     org_id: uuid.UUID
+    changes_labels: ClassVar[bool] = False  # whether it changes a project's key or name
 
     def deltas(self) -> Counter[Cell]:
         """How this event changes the org's facet cells (empty when it changes no count)."""
@@ -74,6 +76,8 @@ class SandboxDeleted(Event):
 
 @dataclass(frozen=True)
 class ProjectCreated(Event):
+    changes_labels: ClassVar[bool] = True
+
     project_id: uuid.UUID
     key: str
     name: str
@@ -81,6 +85,8 @@ class ProjectCreated(Event):
 
 @dataclass(frozen=True)
 class ProjectRenamed(Event):
+    changes_labels: ClassVar[bool] = True
+
     project_id: uuid.UUID
     old_key: str
     old_name: str
@@ -91,6 +97,8 @@ class ProjectRenamed(Event):
 @dataclass(frozen=True)
 class ProjectDeleted(Event):
     """A project is gone; ``moved`` counts, per state, its sandboxes now without a project."""
+
+    changes_labels: ClassVar[bool] = True
 
     project_id: uuid.UUID
     moved: dict[str, int] = field(default_factory=dict)

@@ -2,7 +2,9 @@
 
 An org's ``facet_version`` counts the committed changes to its facets. It is bumped in the
 same transaction as every such change, under the org row lock, so version order is commit
-order (see ``models.uow`` and ``facets.counts.cache``).
+order (see ``models.uow`` and ``facets.counts.cache``). Its ``labels_version`` counts the
+committed changes to its project labels (project create, rename, delete), bumped in the same
+transactions, so the labels at a facet version are the labels at the labels version read with it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Org(Base):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(ORG_NAME_MAX))
     facet_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    labels_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

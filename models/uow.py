@@ -2,11 +2,15 @@
 
 Invariants:
 - Every write to sandboxes, projects and memberships happens inside a ``UnitOfWork``.
-- A service function locks the org (``lock_org``) before it reads the rows it will change,
-  so an org's writers are serialized and every old value they record is the committed one.
-- At commit, each org that recorded events gets its ``facet_version`` bumped by exactly one
-  in the same transaction. Version order is therefore commit order, and a ``Commit`` says
-  which version each org's events produced.
+- A service function locks the org before it reads the rows it will change, so an org's
+  writers are serialized and every old value they record is the committed one: either
+  ``lock_org`` first, or ``run`` of a ``LockedWrite``, which locks, checks, changes and bumps
+  in one statement (``models.locked_write``).
+- Each org that recorded events gets its ``facet_version`` bumped by exactly one in the same
+  transaction, under its row lock (by the first ``LockedWrite`` that changed it, else at
+  commit). Version order is therefore commit order, and a ``Commit`` says which version each
+  org's events produced. A commit whose events change project labels bumps its
+  ``labels_version`` too, in the same statement when it can.
 - Hooks run only after a successful commit, with exactly the recorded events; a rollback
   discards them. A failing hook is logged and counted, never raised: the change is committed.
 - A unit of work is never resent: its connection is checked at checkout, before anything of it
@@ -21,11 +25,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from models.errors import NotFound
 from models.events import Event
+from models.locked_write import LockedWrite
 from models.org import Org
 from models.session import Database
 
@@ -73,7 +78,9 @@ class UnitOfWork:
         self._db = db
         self._hooks = hooks
         self.session: Session
-        self._locked: dict[uuid.UUID, int] = {}
+        self._locked: dict[uuid.UUID, int] = {}  # org -> its version when locked
+        self._vouched: set[uuid.UUID] = set()  # orgs locked by lock_org
+        self._bumped: dict[uuid.UUID, int] = {}  # org -> the version a LockedWrite bumped it to
         self._events: list[Event] = []
         self.commits: tuple[OrgCommit, ...] = ()
 
@@ -103,12 +110,44 @@ class UnitOfWork:
             if version is None:
                 raise NotFound("Organization not found.")
             self._locked[org_id] = version
+        self._vouched.add(org_id)
         return self._locked[org_id]
+
+    def vouches_for(self, org_id: uuid.UUID) -> bool:
+        """Whether this unit of work took the org's lock with ``lock_org``: its caller then
+        vouches for the access it passes (resolved under that lock, or an admin's own)."""
+        return org_id in self._vouched
+
+    def run(self, org_id: uuid.UUID, write: LockedWrite, params: dict) -> Row:
+        """Execute a ``LockedWrite`` for ``org_id``; its ``facts`` row (outcome, old values).
+
+        ``params`` are its binds, by their ``w_`` names; this adds the org's.
+
+        The org counts as locked from here on when it exists (``facts.locked_version``).
+        """
+        params = {**params, "w_org_id": org_id}
+        if self.session.get_bind().dialect.name == "postgresql":
+            facts = self.session.execute(
+                write.single, {**params, "w_bump": org_id not in self._bumped}
+            ).one()
+            if facts.bumped_version is not None:
+                self._bumped[org_id] = facts.bumped_version
+            changed = facts.changed
+        else:
+            facts = self.session.execute(select(write.facts), params).one()
+            changed = 0
+            if facts.outcome == "ok":
+                changed = len(self.session.execute(write.change, params).all())
+        if changed != (facts.outcome == "ok"):  # the guard and the outcome disagree: a bug
+            raise RuntimeError(f"a LockedWrite with outcome {facts.outcome} changed {changed} rows")
+        if facts.locked_version is not None:
+            self._locked.setdefault(org_id, facts.locked_version)
+        return facts
 
     def record(self, event: Event) -> None:
         """Remember a change; the org must have been locked first."""
         if event.org_id not in self._locked:
-            raise RuntimeError("record() before lock_org(): the change would be unordered")
+            raise RuntimeError("record() before the org is locked: the change would be unordered")
         self._events.append(event)
 
     def _commit(self) -> None:
@@ -117,8 +156,14 @@ class UnitOfWork:
             by_org.setdefault(event.org_id, []).append(event)
         commits = []
         for org_id, events in by_org.items():
-            version = self._locked[org_id] + 1
-            self.session.execute(update(Org).where(Org.id == org_id).values(facet_version=version))
+            version = self._bumped.get(org_id)
+            bumps: dict = {}
+            if version is None:
+                version = bumps["facet_version"] = self._locked[org_id] + 1
+            if any(event.changes_labels for event in events):
+                bumps["labels_version"] = Org.labels_version + 1
+            if bumps:
+                self.session.execute(update(Org).where(Org.id == org_id).values(**bumps))
             commits.append(OrgCommit(org_id, version, tuple(events)))
         self.session.commit()
         self.commits = tuple(commits)

@@ -1,8 +1,9 @@
 """The benchmark runs end to end at smoke size (no timing is asserted).
 
 On the real leg's PostgreSQL server (``TEST_DATABASE_URL``) the bench creates and drops its own
-database, ``facets_bench_smoke``; without it, a SQLite file. Redis: ``TEST_REDIS_URL``'s server
-on db 10 (the bench flushes it), else the embedded fakeredis. The gunicorn + wrk leg runs only
+database, ``facets_bench_smoke`` (or ``BENCH_SMOKE_DB_NAME``); without it, a SQLite file. Redis:
+``BENCH_SMOKE_REDIS_URL``, else ``TEST_REDIS_URL``'s server on db 10 (the bench flushes it), else
+the embedded fakeredis. The gunicorn + wrk leg runs only
 where wrk is installed; the plot only where matplotlib is.
 """
 
@@ -26,6 +27,8 @@ SMOKE_REDIS_DB = 10
 
 
 def smoke_redis_url() -> str:
+    if os.environ.get("BENCH_SMOKE_REDIS_URL"):
+        return os.environ["BENCH_SMOKE_REDIS_URL"]
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
         return "fakeredis://"
@@ -47,6 +50,8 @@ def test_bench_smoke(tmp_path, capsys):
             server,
             "--redis-url",
             smoke_redis_url(),
+            "--db-name",
+            os.environ.get("BENCH_SMOKE_DB_NAME", "facets_bench_smoke"),
             "--out",
             str(tmp_path / "results"),
         ]
@@ -66,14 +71,17 @@ def test_bench_smoke(tmp_path, capsys):
         "owner_no_io",
         "owner_304_no_io",
         "raw_owner",
+        "redis_unchanged",
+        "redis_after_write",
     ):
         assert name in out
     assert "owner warm / floor" in out
     assert "owner warm / awaited limit" in out
+    assert "after a write / unchanged" in out
     assert "no-IO 304 / floor" in out
     assert "Where a warm read and a 304 go, in floors" in out
     assert "Targets (issue 5)" in out
-    assert len(results["targets"]) == 8
+    assert len(results["targets"]) == 9
     assert "with / without" in out
     assert "Bare round trips" in out
     for server in ("database", "redis"):

@@ -72,7 +72,14 @@ def test_rows_are_named_by_the_statements_column_keys(app, people):
         (row, *_) = state().db.read_rows(
             PreparedRead(ACCESS_STATEMENT), user_id=people["member"].user_id, org_slug="acme"
         )
-    assert row._fields == ("id", "facet_version", "role", "sessions_revoked_at", "project_id")
+    assert row._fields == (
+        "id",
+        "facet_version",
+        "labels_version",
+        "role",
+        "sessions_revoked_at",
+        "project_id",
+    )
     assert isinstance(row.id, uuid.UUID) and row.role == "member"
 
 

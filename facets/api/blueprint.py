@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from http import HTTPStatus
 
 import flask_smorest
@@ -10,6 +11,7 @@ from marshmallow import validate
 
 from facets.api.schemas import APIErrorPayloadSchema
 from facets.edge.auth import current_principal, prefetched_access, require_live_session
+from facets.edge.org_writes import admitted
 from facets.edge.server_errors import DETAILS as SERVER_DETAILS
 from facets.errors import envelope_body
 from facets.extensions import state
@@ -158,9 +160,14 @@ def caller_access(org: str) -> Access:
 def as_caller(org: str, service, **kwargs):
     """Run one service function for the authenticated caller in its own unit of work.
 
-    The caller's access is resolved under the org lock (``lock_access``), so it cannot change
-    between the check and the write it allows.
+    The caller's access is checked first (``lock_access``: a stranger is refused without
+    queueing for the org, and takes none of its places for writes in flight,
+    ``facets.edge.org_writes``, past which a member gets a 429), and again under the org lock
+    by the write itself, so it cannot change between the check and the write it allows.
     """
-    with state().unit_of_work() as uow:
-        access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-        return service(uow, access=require_live_session(access), **kwargs)
+    with contextlib.ExitStack() as place:  # given back after the commit and its hooks
+        with state().unit_of_work() as uow:
+            access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
+            access = require_live_session(access)
+            place.enter_context(admitted(org))  # only a member with a live session takes one
+            return service(uow, access=access, **kwargs)

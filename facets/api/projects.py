@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from flask import current_app
+
 from facets.api.blueprint import (
     BEARER_SECURITY,
     ORG_PARAMETER,
@@ -49,9 +51,11 @@ def list_projects(org: str):
 def create_project(body: dict, org: str):
     """Create a project
 
-    Owners and admins only. The key is unique in the org (409 `already_exists_error`).
+    Owners and admins only. The key is unique in the org (409 `already_exists_error`), and an
+    org has at most `MAX_PROJECTS_PER_ORG` projects (409 `conflict_error` saying the limit).
     """
-    return as_caller(org, projects.create_project, **body)
+    cap = current_app.config["MAX_PROJECTS_PER_ORG"]
+    return as_caller(org, projects.create_project, max_projects=cap, **body)
 
 
 @blp.route("/projects/<uuid:project_id>", methods=["PATCH"], parameters=[ORG_PARAMETER])

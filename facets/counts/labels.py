@@ -1,8 +1,10 @@
-"""Project keys and names for the facets, cached per (org, facet version).
+"""Project keys and names for the facets, cached per (org, labels version).
 
-Every project create, rename or delete bumps the org's facet version, so the labels of one
-version never change: an entry is read together with the version it is of (one snapshot) and
-is exact for as long as that version is the one being served; a newer version misses.
+Every project create, rename or delete bumps the org's ``labels_version`` (and nothing else
+does), so the labels of one labels version never change: an entry is read together with the
+labels version it is of (one snapshot), and it is exact for every facet version read with that
+labels version (``Access.labels_version``, same snapshot as ``Access.version``). A sandbox
+write bumps the facet version only: the next read still finds its labels here.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ class ProjectLabels:
         self._entries: OrderedDict[uuid.UUID, tuple[int, Labels]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, org_id: uuid.UUID, version: int) -> tuple[int, Labels]:
-        """The org's labels and the version they are of: ``version`` if held, else the org's
-        newest, which a write that landed since makes newer than ``version`` (the caller then
-        reads again: ``facets.counts.read.read_facets``)."""
+    def get(self, org_id: uuid.UUID, version: int | None) -> tuple[int, Labels]:
+        """The org's labels and the labels version they are of: ``version`` if held, else the
+        org's newest, which a project write that landed since makes newer than ``version``
+        (the caller then reads again: ``facets.counts.read.read_facets``)."""
         with self._lock:
             entry = self._entries.get(org_id)
             if entry is not None:
@@ -60,9 +62,9 @@ class ProjectLabels:
         return entry
 
     def _load_org(self, org_id: uuid.UUID) -> tuple[int, Labels]:
-        """All the org's labels and the version they are of, read in one snapshot."""
+        """All the org's labels and the labels version they are of, read in one snapshot."""
         with self._db.read_session() as session:
-            version = session.scalar(select(Org.facet_version).where(Org.id == org_id))
+            version = session.scalar(select(Org.labels_version).where(Org.id == org_id))
             rows = session.execute(
                 select(Project.id, Project.key, Project.name).where(Project.org_id == org_id)
             )

@@ -220,6 +220,11 @@ def facets_body(counts: FacetCounts, labels: Labels) -> dict[str, list[dict[str,
     }
 
 
+def _newer(labels_version: int, access: Access) -> bool:
+    """Whether labels of ``labels_version`` are newer than the access's (unknown: assume so)."""
+    return access.labels_version is None or labels_version > access.labels_version
+
+
 @dataclass(frozen=True)
 class FacetsRead:
     """A facets body, the access it was computed for, and the path that served it."""
@@ -234,20 +239,22 @@ def read_facets(
 ) -> FacetsRead:
     """The facets of the caller's current view of the org.
 
-    Counts and project labels are of one version. Labels not held at the counts' version are
-    read at the org's newest; when a write landed between the two reads (the labels are of a
-    newer version), the whole view is read again at the newer version, up to
+    Counts and project labels are of one version: the access carries the labels version read
+    with its facet version, and labels are cached per labels version, so a sandbox write does
+    not reload them. Labels not held at the access's labels version are read at the org's
+    newest; when a project write landed between the two reads (the labels are of a newer
+    labels version), the whole view is read again at the newer version, up to
     ``LABEL_REREADS`` times: otherwise the body would name a project as renamed since, or
     leave out one deleted since while the states still count its sandboxes.
     """
     labels_cache = state().labels
     access, counts = read_counts(access, flt, refresh)
-    labels_version, labels = labels_cache.get(access.org_id, access.version)
+    labels_version, labels = labels_cache.get(access.org_id, access.labels_version)
     rereads = 0
-    while labels_version > access.version and refresh is not None and rereads < LABEL_REREADS:
+    while _newer(labels_version, access) and refresh is not None and rereads < LABEL_REREADS:
         rereads += 1
         access, counts = read_counts(refresh(), flt, refresh)
-        labels_version, labels = labels_cache.get(access.org_id, access.version)
+        labels_version, labels = labels_cache.get(access.org_id, access.labels_version)
     return FacetsRead(facets_body(counts, labels), access, counts.path)
 
 

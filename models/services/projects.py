@@ -13,12 +13,12 @@ from sqlalchemy import delete, func, select, update
 
 from models.access import Access
 from models.base import utcnow
-from models.errors import AlreadyExists, Invalid, NotFound
+from models.errors import AlreadyExists, Conflict, Invalid, NotFound
 from models.events import ProjectCreated, ProjectDeleted, ProjectMembershipChanged, ProjectRenamed
 from models.org import Membership, User
 from models.project import PROJECT_KEY_PATTERN, Project, ProjectMember
 from models.sandbox import Sandbox
-from models.services.common import UNSET, Unset, require_admin, visible_project
+from models.services.common import UNSET, Unset, require_admin, under_lock, visible_project
 from models.uow import UnitOfWork
 
 
@@ -35,9 +35,26 @@ def _check_key(uow: UnitOfWork, access: Access, key: str) -> None:
         raise AlreadyExists(f"A project with key '{key}' already exists in this org.")
 
 
-def create_project(uow: UnitOfWork, *, access: Access, key: str, name: str) -> Project:
-    """Create a project with a key unique in the org (owners and admins only)."""
+def create_project(
+    uow: UnitOfWork, *, access: Access, key: str, name: str, max_projects: int | None = None
+) -> Project:
+    """Create a project with a key unique in the org (owners and admins only), while the org
+    has fewer than ``max_projects`` (None: no cap), counted under the org lock so concurrent
+    creates cannot pass it together.
+
+    :raise Conflict: the org already has ``max_projects`` projects.
+    """
+    access = under_lock(uow, access)
     require_admin(access, "create projects")
+    if max_projects is not None:
+        held = uow.session.scalar(
+            select(func.count()).select_from(Project).where(Project.org_id == access.org_id)
+        )
+        if held >= max_projects:
+            raise Conflict(
+                f"This organization has {held} projects and may have at most {max_projects}: "
+                "delete a project before creating another."
+            )
     _check_key(uow, access, key)
     project = Project(org_id=access.org_id, key=key, name=name)
     uow.session.add(project)
@@ -55,6 +72,7 @@ def update_project(
     name: str | Unset = UNSET,
 ) -> Project:
     """Change a project's key and/or name (owners and admins only)."""
+    access = under_lock(uow, access)
     project = visible_project(uow, access, project_id)
     require_admin(access, "change projects")
     new_key = project.key if key is UNSET else key
@@ -72,6 +90,7 @@ def update_project(
 
 def delete_project(uow: UnitOfWork, *, access: Access, project_id: uuid.UUID) -> None:
     """Delete a project; its sandboxes go on existing without a project."""
+    access = under_lock(uow, access)
     project = visible_project(uow, access, project_id)
     require_admin(access, "delete projects")
     moved = dict(
@@ -97,6 +116,7 @@ def add_project_member(
     uow: UnitOfWork, *, access: Access, project_id: uuid.UUID, email: str
 ) -> None:
     """Let an org member see a project's sandboxes (owners and admins only)."""
+    access = under_lock(uow, access)
     project = visible_project(uow, access, project_id)
     require_admin(access, "manage project members")
     user_id = uow.session.scalar(
@@ -117,6 +137,7 @@ def remove_project_member(
     uow: UnitOfWork, *, access: Access, project_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
     """Stop a user seeing a project's sandboxes (owners and admins only)."""
+    access = under_lock(uow, access)
     project = visible_project(uow, access, project_id)
     require_admin(access, "manage project members")
     removed = uow.session.execute(

@@ -1,0 +1,266 @@
+"""Traffic through gunicorn as shipped: many orgs, polling dashboards, writes, one hot org.
+
+``python -m bench.traffic`` (``--help`` for the sizes). On real PostgreSQL and Redis it creates
+(and drops) its own database, seeds ``--orgs`` orgs with Zipf-distributed sizes (rank r has
+``max/r`` projects and sandboxes) plus a ``hot`` org, starts gunicorn from
+``gunicorn.conf.py`` with its defaults (rate limits off: a few client threads stand for many
+callers), and runs, each for ``--seconds``:
+
+- dashboards polling one owner's view of a Zipf-chosen org with ``If-None-Match``, with
+  sandbox writes (a create, then toggling it running/paused) at 0%, 2% and 10% of requests;
+- the same dashboards (0% writes, the hot org excluded) while ``--hot-writers`` (16) toggle
+  sandboxes of
+  the hot org (a 429 from the per-org bound is retried after ``traffic_clients.HOT_RETRY_S``);
+- a bare one-row lock transaction loop on the same database, as many connections (``BEGIN;
+  SELECT ... FOR UPDATE; UPDATE; COMMIT``): the PostgreSQL ceiling for one hot row.
+
+Reported: served req/s, reads' and writes' p50/p99, the hot org's writes/s next to the bare
+loop's, the memo hit rate (``facets_served_total`` by path, from ``/metrics``), and the
+issue's ratio targets. The load generator shares the machine's cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from bench import load
+from bench.http import free_port, start_gunicorn, stop_gunicorn, wait_ready
+from bench.run import JWT_SECRET, flush_redis
+from bench.traffic_clients import Org, Tally, dashboard, hot_writer
+from facets import create_app
+from facets.extensions import state
+
+ROOT = Path(__file__).resolve().parent.parent
+HOT = "hot"
+HOT_WRITERS = 16
+HOT_PHASE = "hot org busy"
+WRITE_SHARES = (0.0, 0.02, 0.10)
+
+
+def run_for(seconds: float, threads: list[threading.Thread], stop: threading.Event) -> None:
+    """Start ``threads``, let them run ``seconds``, then stop them and wait."""
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+
+
+def bare_lock_loop(db_url: str, seconds: float, connections: int) -> float:
+    """Transactions per second of ``connections`` clients locking and updating one row."""
+    libpq = load._libpq(db_url)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_lock (id int PRIMARY KEY, n bigint)")
+        conn.execute("INSERT INTO bench_lock VALUES (1, 0) ON CONFLICT DO NOTHING")
+    done = [0] * connections
+    stop = threading.Event()
+
+    def loop(i: int) -> None:
+        with psycopg.connect(libpq) as conn:
+            while not stop.is_set():
+                conn.execute("SELECT n FROM bench_lock WHERE id = 1 FOR UPDATE")
+                conn.execute("UPDATE bench_lock SET n = n + 1 WHERE id = 1")
+                conn.commit()
+                done[i] += 1
+
+    run_for(seconds, [threading.Thread(target=loop, args=(i,)) for i in range(connections)], stop)
+    return sum(done) / seconds
+
+
+SERVED = re.compile(r'^facets_served_total\{path="(\w+)"\} ([0-9.e+]+)$', re.M)
+
+
+def served(port: int) -> dict[str, float]:
+    """``facets_served_total`` by path, summed over the workers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    totals: dict[str, float] = {}
+    for path, value in SERVED.findall(text):
+        totals[path] = totals.get(path, 0) + float(value)
+    return totals
+
+
+def phase(
+    port: int,
+    hot_writers: int,
+    seconds: float,
+    dashboards: list[Org],
+    share: float,
+    readers: int,
+    hot: Org | None = None,
+) -> dict:
+    stop = threading.Event()
+    reads, writes, hot_writes = Tally(), Tally(), Tally()
+    before = served(port)
+    threads = [
+        threading.Thread(target=dashboard, args=(port, dashboards, share, i, stop, reads, writes))
+        for i in range(readers)
+    ]
+    if hot is not None:
+        threads += [
+            threading.Thread(target=hot_writer, args=(port, hot, stop, hot_writes))
+            for _ in range(hot_writers)
+        ]
+    run_for(seconds, threads, stop)
+    after = served(port)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    bodies = sum(v for k, v in delta.items() if k != "not_modified") or 1
+    out = {
+        "share": share,
+        "served_per_s": round((len(reads.ms) + len(writes.ms) + len(hot_writes.ms)) / seconds, 1),
+        "reads": reads.summary(seconds),
+        "writes": writes.summary(seconds),
+        "served_by_path": delta,
+        "memo_hit_rate": round(delta.get("memo", 0) / bodies, 3),  # of the 200s
+        "not_modified_share": round(delta.get("not_modified", 0) / (sum(delta.values()) or 1), 3),
+    }
+    if hot is not None:
+        out["hot_writes"] = hot_writes.summary(seconds)
+        out["hot_writes_ok_per_s"] = round(
+            (hot_writes.statuses.get(200, 0) + hot_writes.statuses.get(201, 0)) / seconds, 1
+        )
+    return out
+
+
+def seed(app, n_orgs: int, max_projects: int, max_sandboxes: int) -> tuple[list[Org], Org]:
+    orgs = []
+    for rank in range(1, n_orgs + 1):
+        data = load.create_org(app, f"t{rank:04d}", max(1, max_projects // rank))
+        load.load_sandboxes(app, data, max(10, max_sandboxes // rank))
+        orgs.append(Org(data.slug, data.owner_key, 1 / rank))
+    hot = load.create_org(app, HOT, 10)
+    load.load_sandboxes(app, hot, 1000)
+    return orgs, Org(HOT, hot.owner_key, 1.0)
+
+
+def ratio(a, b):
+    return None if not a or not b else round(a / b, 2)
+
+
+def render(r: dict) -> str:
+    lines = [f"== traffic benchmark == {r['meta']}"]
+    lines.append(
+        f"{'phase':24}{'req/s':>8}{'read p50':>10}{'read p99':>10}"
+        f"{'write p50':>10}{'write p99':>10}{'memo hit':>10}{'304s':>8}"
+    )
+    for name, p in r["phases"].items():
+        w = p["writes"] if p["writes"].get("n") else p.get("hot_writes", {})
+        lines.append(
+            f"{name:24}{p['served_per_s']:>8}{p['reads'].get('p50_ms', '-'):>10}"
+            f"{p['reads'].get('p99_ms', '-'):>10}{w.get('p50_ms', '-'):>10}"
+            f"{w.get('p99_ms', '-'):>10}{p['memo_hit_rate']:>10}{p['not_modified_share']:>8}"
+        )
+    hot = r["phases"][HOT_PHASE]
+    lines.append(
+        f"hot org: {hot['hot_writes_ok_per_s']} writes/s committed "
+        f"(statuses {hot['hot_writes'].get('statuses')}); bare one-row lock loop "
+        f"{r['bare_lock_tx_per_s']:.0f} tx/s"
+    )
+    lines.append("targets (ratios of this run):")
+    for what, bound, at_most, value in r["targets"]:
+        met = value is not None and (value <= bound if at_most else value >= bound)
+        verdict = "-" if value is None else ("met" if met else "NOT MET")
+        sign = "<=" if at_most else ">="
+        lines.append(f"  {what:48}{sign:>4}{bound:>5}{value!s:>8}  {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.traffic", description=__doc__.split("\n")[0])
+    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--db-name", default="facets_traffic")
+    p.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/9", help="a Redis db the bench may FLUSH"
+    )
+    p.add_argument("--orgs", type=int, default=60)
+    p.add_argument("--max-projects", type=int, default=1000)
+    p.add_argument("--max-sandboxes", type=int, default=100_000)
+    p.add_argument("--readers", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--hot-writers", type=int, default=HOT_WRITERS)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = p.parse_args(argv)
+    flush_redis(args.redis_url)
+    db_url = load.create_database(args.database_url, args.db_name)
+    config = {"DATABASE_URL": db_url, "REDIS_URL": args.redis_url, "JWT_SECRET": JWT_SECRET}
+    app = create_app({**config, "LOG_LEVEL": "WARNING"})
+    results: dict = {
+        "meta": f"{args.orgs} orgs + hot, readers {args.readers}, hot writers "
+        f"{args.hot_writers}, {args.seconds:g}s per phase",
+        "phases": {},
+    }
+    try:
+        print(f"seeding {args.orgs} orgs and the hot one ...", flush=True)
+        orgs, hot = seed(app, args.orgs, args.max_projects, args.max_sandboxes)
+        load.vacuum_analyze(app)
+        with app.app_context():
+            state().db.dispose()
+        port = free_port()
+        env = {
+            **config,
+            "RATE_LIMITS_ENABLED": "false",
+            "METRICS_PUBLIC": "true",
+            "LOG_LEVEL": "WARNING",
+        }
+        log_path = Path(args.out) / "traffic_gunicorn.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        server = start_gunicorn(env, log_path, port)
+        try:
+            wait_ready(port, server)
+            for share in WRITE_SHARES:
+                print(f"phase: {share:.0%} writes", flush=True)
+                results["phases"][f"{share:.0%} writes"] = phase(
+                    port, args.hot_writers, args.seconds, orgs, share, args.readers
+                )
+            results["phases"][HOT_PHASE] = phase(
+                port, args.hot_writers, args.seconds, orgs, 0.0, args.readers, hot=hot
+            )
+        finally:
+            stop_gunicorn(server)
+        results["bare_lock_tx_per_s"] = bare_lock_loop(db_url, args.seconds, args.hot_writers)
+    finally:
+        load.drop_database(args.database_url, args.db_name)
+        flush_redis(args.redis_url)
+    ph = results["phases"]
+    quiet, busy = ph["0% writes"]["reads"], ph[HOT_PHASE]["reads"]
+    results["targets"] = [
+        (
+            "hot-org writes/s / bare row-lock loop",
+            0.5,
+            False,
+            ratio(ph[HOT_PHASE]["hot_writes_ok_per_s"], results["bare_lock_tx_per_s"]),
+        ),
+        (
+            "other orgs' read p99, hot org busy / quiet",
+            2,
+            True,
+            ratio(busy.get("p99_ms"), quiet.get("p99_ms")),
+        ),
+        (
+            "read p99, 10% writes / 0% writes",
+            3,
+            True,
+            ratio(ph["10% writes"]["reads"].get("p99_ms"), quiet.get("p99_ms")),
+        ),
+    ]
+    out = Path(args.out) / "traffic.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results), end="")
+    return results
+
+
+if __name__ == "__main__":
+    main()
