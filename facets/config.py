@@ -49,6 +49,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "DB_LOCK_TIMEOUT_MS": int(env.get("DB_LOCK_TIMEOUT_MS", "5000")),
         "DB_STATEMENT_TIMEOUT_MS": int(env.get("DB_STATEMENT_TIMEOUT_MS", "5000")),
         "FACETS_BODY_MEMO_BYTES": int(env.get("FACETS_BODY_MEMO_BYTES", str(32 * 1024 * 1024))),
+        # Waiting reads also reread their orgs' versions this often (a lost notification).
+        "WATCH_RECHECK_S": float(env.get("WATCH_RECHECK_S", "3")),
         # Rate limits per caller (API key prefix, JWT subject, else client address).
         # Unset: on, except in an app built with TESTING (limits are tested on purpose).
         "RATE_LIMITS_ENABLED": (
