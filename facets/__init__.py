@@ -24,7 +24,7 @@ from flask import Flask
 
 from facets import cli, extensions
 from facets import config as config_module
-from facets.api import docs
+from facets.api import docs, page
 from facets.edge import http_headers, limits, request_id, version_gate
 from facets.json import OrjsonProvider
 from facets.ops import health, observability
@@ -51,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     facets_state.api.register_blueprint(blp)
     docs.init_app(app)
+    page.init_app(app)
     request_id.init_app(app)
     observability.init_app(app)
     http_headers.init_app(app)
