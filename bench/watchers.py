@@ -232,6 +232,10 @@ async def metric(port: int, token: str, name: str) -> float:
 
 
 async def ordinary_median_ms(port: int, orgs: list[OrgViews], n: int) -> float:
+    """The median of ``n`` owner facets calls, one at a time, after one unmeasured pass (so
+    that both measurements are of warm orgs)."""
+    for org in orgs[:n]:
+        await http(port, "GET", FACETS.format(slug=org.slug), bearer(org.owner))
     times = []
     for i in range(n):
         org = orgs[i % len(orgs)]
