@@ -11,18 +11,20 @@ saves a screenshot of the owner's page (the README's ``docs/page.png``).
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 from acme_org import SLUG
-from conftest import JWT_SECRET, World
-from test_docs_browser import headless_chromium, is_local, requested_urls, require_chromium
+from conftest import World
+from test_docs_browser import (
+    browser_app,
+    headless_chromium,
+    is_local,
+    requested_urls,
+    require_chromium,
+    serving,
+)
 
-from werkzeug.serving import make_server
-
-from facets import create_app
 from facets.extensions import state
-from models import migrate
 from models.services import accounts
 
 MOVE_TIMEOUT_S = 5  # the waiting read answers within one notification; this is a bound
@@ -34,30 +36,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def served(tmp_path):
-    """The app on a fresh SQLite file, served on 127.0.0.1:<free port>; (base URL, app)."""
-    db_url = f"sqlite:///{tmp_path / 'facets.sqlite3'}"
-    migrate.upgrade(db_url)
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": db_url,
-            "REDIS_URL": "fakeredis://",
-            "JWT_SECRET": JWT_SECRET,
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="page-live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", app
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        with app.app_context():
-            state().watchers.close()
-            state().db.dispose()
+    """``browser_app`` served on 127.0.0.1:<free port>; (base URL, app)."""
+    app = browser_app(tmp_path)
+    with serving(app) as base:
+        yield base, app
 
 
 def sign_in(browser, base: str, key: str) -> None:

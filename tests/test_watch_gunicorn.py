@@ -11,30 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
+from pathlib import Path
 
 import acme_org
 import pytest
 from acme_org import SLUG
 from conftest import JWT_SECRET, TEST_REDIS_URL, World, gunicorn_running
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.watchers import http  # noqa: E402  (the bench's raw asyncio HTTP client)
+
 METRICS_TOKEN = "metrics-token-watch"
 WATCHERS_PER_VIEW = 100
 FACETS = f"/api/v1/org/{SLUG}/sandboxes/facets"
-
-
-async def http(port: int, method: str, path: str, headers: dict, body: bytes = b""):
-    """One request on its own connection; (status, headers, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = {"Host": "test", "Connection": "close", "Content-Length": str(len(body)), **headers}
-    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
-    writer.write(f"{method} {path} HTTP/1.1\r\n{lines}\r\n".encode() + body)
-    await writer.drain()
-    raw = await reader.read()
-    writer.close()
-    head_raw, _, payload = raw.partition(b"\r\n\r\n")
-    status_line, *header_lines = head_raw.decode("latin-1").split("\r\n")
-    fields = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    return int(status_line.split()[1]), fields, payload
 
 
 async def metric(port: int, name: str) -> float:
