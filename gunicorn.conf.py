@@ -1,6 +1,6 @@
 """Production server settings: ``gunicorn`` (or ``gunicorn -c gunicorn.conf.py``) in the project.
 
-gthread workers with HTTP keep-alive, sized from the environment, one JSON object per line on
+gevent workers with HTTP keep-alive, sized from the environment, one JSON object per line on
 the access log, and the API's error envelope for requests gunicorn refuses itself. The app
 itself is configured by its own variables (README, Configuration).
 """
@@ -16,17 +16,23 @@ from gunicorn.glogging import Logger, SafeAtoms
 wsgi_app = "app:create_app()"
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-worker_class = "gthread"
+# gevent: a request is a greenlet, so the waiting reads (``?wait=``, up to a minute each) cost
+# memory, not one of a few request slots. The worker patches the standard library before it
+# loads the app; redis-py then waits cooperatively on its sockets and psycopg (>= 3.1.14) on
+# the database's. ``GUNICORN_WORKER_CLASS=gthread`` gives the thread workers back (README,
+# Worker model, compares them).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 # The embedded fakeredis lives inside one process, so several workers would each keep their
-# own counter cache; with a real REDIS_URL the workers share one. Then the request slots go
-# to processes rather than threads (two workers per core, two threads each): a request waits
-# twice on a round trip, and every wait hands the GIL to another thread and takes it back.
-# On 2 cores the 8 slots of 4 workers x 2 threads served 9-18% more warm facets req/s than
-# those of 2 x 4 under wrk (README, Benchmarks).
+# own counter cache; with a real REDIS_URL the workers share one. Then the CPU goes to
+# processes (two per core): a worker runs Python on one core at a time, whatever its model.
+# Under gthread, on 2 cores the 8 slots of 4 workers x 2 threads served 9-18% more warm facets
+# req/s than those of 2 x 4 under wrk (README, Benchmarks).
 _embedded_redis = os.environ.get("REDIS_URL", "fakeredis://").startswith("fakeredis://")
 _default_workers = 1 if _embedded_redis else 2 * multiprocessing.cpu_count()
 workers = int(os.environ.get("GUNICORN_WORKERS", _default_workers))
-threads = int(os.environ.get("GUNICORN_THREADS", "4" if _embedded_redis else "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4" if _embedded_redis else "2"))  # gthread
+# gevent: the most connections a worker serves at once (waiting reads included).
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
@@ -54,8 +60,13 @@ def on_starting(server):
                 os.remove(os.path.join(prometheus_dir, name))
 
 
-def post_fork(server, worker):
-    """Requests gunicorn refuses itself get the API's error envelope, not an HTML page."""
+def post_worker_init(worker):
+    """Requests gunicorn refuses itself get the API's error envelope, not an HTML page.
+
+    Here, once the worker has loaded the app, rather than in ``post_fork``: the gevent worker
+    patches the standard library between the two, and the app's modules (redis-py, psycopg)
+    must be imported after that to wait cooperatively.
+    """
     from facets.edge.server_errors import install
 
     install()

@@ -69,12 +69,13 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _init_http(app: Flask) -> None:
-    from facets.api import blp, docs
+    from facets.api import blp, docs, page
     from facets.edge import http_headers, limits, org_writes, request_id, version_gate
     from facets.ops import health, observability
 
     app.extensions["facets"].api.register_blueprint(blp)
     docs.init_app(app)
+    page.init_app(app)
     request_id.init_app(app)
     observability.init_app(app)
     http_headers.init_app(app)

@@ -60,6 +60,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "ORG_WRITES_IN_FLIGHT": int(env.get("ORG_WRITES_IN_FLIGHT", "1")),
         "ORG_WRITE_WAIT_MS": int(env.get("ORG_WRITE_WAIT_MS", "0")),
         "FACETS_BODY_MEMO_BYTES": int(env.get("FACETS_BODY_MEMO_BYTES", str(32 * 1024 * 1024))),
+        # Waiting reads also reread their orgs' versions this often (a lost notification).
+        "WATCH_RECHECK_S": float(env.get("WATCH_RECHECK_S", "3")),
         # Rate limits per caller (the authenticated user, else the client address).
         # Unset: on, except in an app built with TESTING (limits are tested on purpose).
         "RATE_LIMITS_ENABLED": (

@@ -1,4 +1,4 @@
-"""The app's extensions: database, Redis, after-commit hooks and the flask-smorest ``Api``.
+"""The app's extensions: database, Redis, after-commit hooks, watchers, flask-smorest ``Api``.
 
 They are built in ``init_app`` from the app's config and kept in ``app.extensions["facets"]``;
 nothing connects at import time. ``state()`` reaches them from inside a request or command.
@@ -28,6 +28,7 @@ from facets.config import EMBEDDED_REDIS_URL, normalize_database_url
 from facets.counts.body_memo import BodyMemo
 from facets.counts.cache import CounterCache
 from facets.counts.labels import ProjectLabels
+from facets.counts.watch import Watchers, db_versions
 from facets.ops.metrics import HOOK_FAILURES
 from facets.redis_cluster import LazyCluster, is_cluster_url, redis_cluster
 from models import Database, HookRegistry, UnitOfWork
@@ -47,6 +48,7 @@ class FacetsState:
     labels: ProjectLabels
     body_memo: BodyMemo
     hooks: HookRegistry
+    watchers: Watchers
     api: Api
     recount_timeout_ms: int
 
@@ -116,6 +118,11 @@ def init_app(app: Flask, api: Api) -> FacetsState:
     cache = CounterCache(client, lease_ms=recount_timeout_ms + 1000)
     hooks = HookRegistry(on_failure=lambda _hook, _exc: HOOK_FAILURES.inc())
     hooks.register(cache.after_commit)
+    # Waiting reads are woken by their orgs' new versions (after the cache has them).
+    watchers = Watchers(
+        client, lambda org_ids: db_versions(db, org_ids), recheck_s=app.config["WATCH_RECHECK_S"]
+    )
+    hooks.register(watchers.after_commit)
     facets_state = FacetsState(
         db=db,
         redis=client,
@@ -123,6 +130,7 @@ def init_app(app: Flask, api: Api) -> FacetsState:
         labels=ProjectLabels(db),
         body_memo=BodyMemo(app.config["FACETS_BODY_MEMO_BYTES"]),
         hooks=hooks,
+        watchers=watchers,
         api=api,
         recount_timeout_ms=recount_timeout_ms,
     )

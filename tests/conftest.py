@@ -115,7 +115,8 @@ def _truncate_postgres(url: str) -> None:
 
 @pytest.fixture(autouse=True)
 def dispose_every_database(monkeypatch):
-    """Close the connection pools of every app a test builds, however it built it.
+    """Close the connection pools (and stop the watch listeners) of every app a test builds,
+    however it built it.
 
     A pool left to the garbage collector makes psycopg warn at an arbitrary later moment,
     which ``filterwarnings = error`` turns into a failure of whichever test is running.
@@ -129,8 +130,17 @@ def dispose_every_database(monkeypatch):
             super().__init__(*args, **kwargs)
             opened.append(self)
 
+    class TrackedWatchers(extensions.Watchers):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            listening.append(self)
+
+    listening: list[extensions.Watchers] = []
     monkeypatch.setattr(extensions, "Database", TrackedDatabase)
+    monkeypatch.setattr(extensions, "Watchers", TrackedWatchers)
     yield
+    for watchers in listening:  # first: a listener may still read the database
+        watchers.close()
     for db in opened:
         db.dispose()
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 
 from facets import create_app
-from facets.counts.body_memo import ENTRY_OVERHEAD, BodyMemo, entry_cost
+from facets.counts.body_memo import ENTRY_OVERHEAD, BodyMemo, MemoEntry, entry_cost
 from facets.extensions import state
 from models import Org, Role
 from models.services import accounts
@@ -31,9 +31,9 @@ URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
 ORG_A, ORG_B = uuid.UUID(int=1), uuid.UUID(int=2)
 
 
-def body_of(size: int, mark: str = "x") -> bytes:
-    """A body whose entry costs exactly ``size`` bytes."""
-    return (mark * (size - ENTRY_OVERHEAD)).encode()
+def body_of(size: int, mark: str = "x") -> MemoEntry:
+    """An entry (tagged ``mark``) that costs exactly ``size`` bytes."""
+    return MemoEntry((mark * (size - ENTRY_OVERHEAD - len(mark))).encode(), mark)
 
 
 # --- the LRU ---------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_an_entry_bigger_than_the_bound_is_not_stored_and_evicts_nothing():
 
 def test_a_zero_bound_holds_nothing():
     memo = BodyMemo(max_bytes=0)
-    memo.put(ORG_A, 1, "a", b"")
+    memo.put(ORG_A, 1, "a", MemoEntry(b"", ""))
     assert memo.get(ORG_A, 1, "a") is None
     assert (len(memo), memo.held_bytes) == (0, 0)
 
@@ -115,8 +115,8 @@ def test_threads_only_ever_get_the_body_of_the_key_they_ask_for():
     failures: list[str] = []
     hits = Counter()
 
-    def body(org: uuid.UUID, version: int, tag: str) -> bytes:
-        return f"{org}|{version}|{tag}".encode().ljust(60, b".")
+    def body(org: uuid.UUID, version: int, tag: str) -> MemoEntry:
+        return MemoEntry(f"{org}|{version}|{tag}".encode().ljust(60, b"."), tag.zfill(2))
 
     def work(seed: int) -> None:
         rng = random.Random(seed)
@@ -453,6 +453,6 @@ def check(client, scenario, who, states, project_id, stored: dict[str, str]) -> 
     etag, version = response.headers["ETag"], response.headers["X-Facets-Version"]
     if path != "memo" and stored.get(etag) == version:
         return "evicted"
-    if entry_cost(response.data) <= TINY_MEMO_BYTES:
+    if entry_cost(MemoEntry(response.data, etag.strip('"'))) <= TINY_MEMO_BYTES:
         stored[etag] = version
     return path

@@ -136,7 +136,8 @@ def gunicorn_conf() -> dict:
 
 def test_gunicorn_settings(gunicorn_conf):
     assert gunicorn_conf["wsgi_app"] == "app:create_app()"
-    assert gunicorn_conf["worker_class"] == "gthread"
+    assert gunicorn_conf["worker_class"] == "gevent"  # waiting reads must not hold a slot
+    assert gunicorn_conf["worker_connections"] >= 1000
     assert gunicorn_conf["keepalive"] > 0
     assert gunicorn_conf["graceful_timeout"] > 0
     assert gunicorn_conf["bind"]

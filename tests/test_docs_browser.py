@@ -53,12 +53,11 @@ def require_chromium() -> None:
     )
 
 
-@pytest.fixture
-def live_server(tmp_path):
-    """The app on a fresh migrated SQLite file, served on 127.0.0.1:<free port> in a thread."""
+def browser_app(tmp_path: Path):
+    """The app on a fresh migrated SQLite file and fakeredis."""
     db_url = f"sqlite:///{tmp_path / 'facets.sqlite3'}"
     migrate.upgrade(db_url)
-    app = create_app(
+    return create_app(
         {
             "TESTING": True,
             "DATABASE_URL": db_url,
@@ -67,8 +66,21 @@ def live_server(tmp_path):
             "LOG_LEVEL": "WARNING",
         }
     )
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """``browser_app`` served on 127.0.0.1:<free port> in a thread."""
+    with serving(browser_app(tmp_path)) as base:
+        yield base
+
+
+@contextmanager
+def serving(app):
+    """``app`` served by a threaded werkzeug server on 127.0.0.1:<free port>; its base URL.
+    Afterwards the server is stopped and the app's listener and pools are closed."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="docs-live-server", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -77,6 +89,7 @@ def live_server(tmp_path):
         server.server_close()
         thread.join(timeout=10)
         with app.app_context():
+            state().watchers.close()
             state().db.dispose()
 
 

@@ -1,7 +1,10 @@
 """ETag / 304 of the facets: what a tag covers, when it goes stale, and RFC 7232's forms.
 
-A 304 must be decided from the caller's access alone: these tests make every Redis read and
-the recount fail (or Redis unreachable) and still expect it.
+A tag is a digest of the caller's view and its body (``facets.counts.etag``): it changes when,
+and only when, what the caller sees changes. A 304 of a view memoized at the caller's version
+is decided without any Redis read or recount (these tests make them fail, or Redis
+unreachable, and still expect it); otherwise the view is read, and the 304 is answered only if
+the tag sent is the tag of that fresh body.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from acme_org import MUTATIONS, SLUG, commit_before_the_first_recount, drop_hash
 from conftest import aggregates, redis_down, served, statements
 
 from facets.counts import read as read_module
+from facets.counts.body_memo import BodyMemo
 from facets.extensions import state
 
 URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
@@ -64,7 +68,13 @@ def test_200_carries_a_strong_etag_and_private_no_cache(client, acme):
     assert response.headers["Cache-Control"] == "private, no-cache"
 
 
-def test_current_tag_gives_304_without_touching_redis_or_counting(app, client, acme, monkeypatch):
+def test_a_memoized_current_tag_gives_304_without_touching_redis_or_counting(
+    app, client, acme, monkeypatch
+):
+    """(Changed with content tags: before, every 304 was decided from the access alone; now it
+    needs the body's tag, which the memo holds at the caller's version.)"""
+    with app.app_context():
+        state().body_memo = BodyMemo(1 << 20)
     views = [(who, q) for who in ("owner", "member") for q in ({}, {"state": "running"})]
     tags = {}
     for who, query in views:
@@ -74,8 +84,8 @@ def test_current_tag_gives_304_without_touching_redis_or_counting(app, client, a
 
     with monkeypatch.context() as patch:
         forbid_cache_and_recount(app, patch)
-        # the refusal really fires on a read that has to count
-        assert facets(client, acme["owner"]).status_code == 500
+        # the refusal really fires on a read that is not memoized
+        assert facets(client, acme["owner"], {"state": "paused"}).status_code == 500
         for who, query in views:
             before = served()
             with statements(app) as seen:
@@ -91,18 +101,60 @@ def test_current_tag_gives_304_without_touching_redis_or_counting(app, client, a
         assert facets(client, acme["owner"], if_none_match=tags["owner", "{}"]).status_code == 304
 
 
-def test_any_mutation_in_the_org_makes_the_tag_stale(client, acme):
+def test_without_the_memo_a_current_tag_still_gives_304_even_with_redis_down(app, client, acme):
+    """The memo is off in this module: the 304 comes from a fresh read (here the recount)."""
+    tag = tag_of(client, acme["member"])
+    assert facets(client, acme["member"], if_none_match=tag).status_code == 304
+    with redis_down(app):
+        response = facets(client, acme["member"], if_none_match=tag)
+    assert response.status_code == 304
+    assert response.headers["ETag"] == tag
+
+
+def test_a_mutation_changes_the_tag_exactly_when_it_changes_the_view(client, acme):
+    """(Changed with content tags: before, every mutation in the org made every tag stale.)"""
     callers = ("owner", "member")
-    old = {who: tag_of(client, acme[who]) for who in callers}
+    old = {who: facets(client, acme[who]) for who in callers}
+    changed = set()
     for mutation, mutate in MUTATIONS.items():
         for who in callers:
-            assert facets(client, acme[who], if_none_match=old[who]).status_code == 304
+            assert (
+                facets(client, acme[who], if_none_match=old[who].headers["ETag"]).status_code == 304
+            )
         mutate(client, acme)
         for who in callers:
-            response = facets(client, acme[who], if_none_match=old[who])
-            assert response.status_code == 200, (mutation, who)
-            assert response.headers["ETag"] != old[who], (mutation, who)
-            old[who] = response.headers["ETag"]
+            response = facets(client, acme[who], if_none_match=old[who].headers["ETag"])
+            fresh = facets(client, acme[who])
+            assert fresh.headers["X-Facets-Version"] != old[who].headers["X-Facets-Version"]
+            if fresh.data == old[who].data:
+                assert response.status_code == 304, (mutation, who)
+            else:
+                assert response.status_code == 200, (mutation, who)
+                assert response.headers["ETag"] != old[who].headers["ETag"], (mutation, who)
+                assert response.data == fresh.data
+                changed.add((mutation, who))
+            old[who] = fresh
+    # every sandbox change is in the owner's view; the new sandbox (in api) is not the member's
+    sandbox_changes = [m for m in MUTATIONS if m.endswith("_sandbox")]
+    assert {(m, "owner") for m in sandbox_changes} <= changed
+    assert ("create_sandbox", "member") not in changed
+    assert ("pause_sandbox", "member") in changed
+
+
+def test_a_change_in_a_project_the_member_cannot_see_keeps_their_tag(client, acme):
+    member, owner = acme["member"], acme["owner"]
+    before = facets(client, member)
+    owner_tag = tag_of(client, owner)
+    for project in ("api", "ops"):
+        body = {"project_id": str(acme[project]), "state": "running"}
+        created = client.post(f"/api/v1/org/{SLUG}/sandboxes", json=body, headers=owner.headers)
+        assert created.status_code == 201, created.json
+    response = facets(client, member, if_none_match=before.headers["ETag"])
+    assert response.status_code == 304
+    assert response.headers["ETag"] == before.headers["ETag"]
+    # the version still says which counts these are: the org's newest
+    assert int(response.headers["X-Facets-Version"]) == int(before.headers["X-Facets-Version"]) + 2
+    assert facets(client, owner, if_none_match=owner_tag).status_code == 200
 
 
 def test_what_changes_nothing_keeps_the_tag(client, world, acme):

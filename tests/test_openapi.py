@@ -169,7 +169,7 @@ def test_facets_operation_parameters(document, operation):
     params = {p["name"]: p for p in operation["parameters"]}
     path_params = document["paths"][FACETS_PATH].get("parameters", [])
     params.update({p["name"]: p for p in path_params})
-    assert set(params) == {"org", "state", "project_id"}
+    assert set(params) == {"org", "state", "project_id", "wait"}
     assert params["org"]["in"] == "path" and params["org"]["required"] is True
     assert types_of(params["org"]["schema"]) == {"string"}
 
@@ -188,6 +188,11 @@ def test_facets_operation_parameters(document, operation):
     project = params["project_id"]
     assert project["in"] == "query" and not project.get("required", False)
     assert branch(project["schema"], "string")["format"] == "uuid"
+
+    wait = params["wait"]
+    assert wait["in"] == "query" and not wait.get("required", False)
+    assert (wait["schema"]["minimum"], wait["schema"]["maximum"]) == (1, 60)
+    assert "If-None-Match" in wait["description"]
 
 
 def test_facets_operation_requires_bearer_auth(document, operation):

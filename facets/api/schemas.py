@@ -140,8 +140,22 @@ class SandboxFilterQueryArgsSchema(ma.Schema):
     )
 
 
+MAX_WAIT_S = 60
+
+
 class SandboxFacetsQueryArgsSchema(SandboxFilterQueryArgsSchema):
     """Query arguments of the facets endpoint."""
+
+    wait = ma.fields.Integer(
+        validate=validate.Range(min=1, max=MAX_WAIT_S),
+        metadata={
+            "description": "Seconds to wait for the view to change (1-60), with `If-None-Match`: "
+            "while the tag sent is still the view's, the response waits until the view changes "
+            "(then `200` with the new body) or the time runs out (plus up to `wait/16` s of "
+            "jitter; then `304`). Without `If-None-Match`, or with a stale tag, it answers at "
+            "once."
+        },
+    )
 
 
 class SandboxStateFacetEntrySchema(ma.Schema):

@@ -1,11 +1,12 @@
-"""A per-process memo of encoded facets bodies, keyed by the exact org version they are of.
+"""A per-process memo of encoded facets bodies and their tags, keyed by the org version they are of.
 
-It owns the bytes of ``200`` facets bodies, exactly as sent, so that a repeated read of an
-unchanged view costs no Redis call, no aggregation and no encoding. A body is a function of
-the org, its facet version, the caller's visible projects and the normalized filters: every
-change to an org's sandboxes, projects or project memberships bumps the version
-(``models/uow.py``), and a role change, which does not, changes the visible projects. The
-version is read from the database with the caller's access on every request, so the
+It owns the bytes of ``200`` facets bodies, exactly as sent, and their entity tags (a digest of
+the bytes, ``facets.counts.etag.content_tag``), so that a repeated read of an unchanged view,
+or a ``304`` of it, costs no Redis call, no aggregation, no encoding and no hashing. A body
+is a function of the org, its facet version, the caller's visible projects and the
+normalized filters: every change to an org's sandboxes, projects or project memberships bumps
+the version (``models/uow.py``), and a role change, which does not, changes the visible projects.
+The version is read from the database with the caller's access on every request, so the
 database is the source of truth: an entry is exact for its key, is never invalidated, and a
 read at a newer version simply misses. (A body's project labels are of its version:
 ``facets.counts.read.read_facets`` reads a view again when they came out newer. Only a read that
@@ -14,9 +15,9 @@ project deleted since, and the memo then holds it under a version nobody reads a
 
 Invariants:
 
-- An entry's key is (org id, version, view tag). The tag is the response's ETag
-  (``facets.counts.etag``), a digest of the org, version, visible projects and filters: two views
-  share an entry exactly when they would share a ``304``.
+- An entry's key is (org id, version, view key). The view key (``facets.counts.etag.view_key``)
+  is a digest of the org, the visible projects and the filters: two callers share an entry
+  exactly when they see the same view, and the entry's tag is the tag of its body.
 - An org's entries are all of one version. A lookup at a newer version drops them (nobody
   will ask for them again). A lookup at an older version means the database went back in time
   (restored from a backup), where the same version number may name other contents: it drops
@@ -35,24 +36,33 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-# What an entry costs besides its body: the key tuple, the tag string, the bytes header and
-# the LRU's and the org index's slots (about 290 bytes, measured with tracemalloc).
-ENTRY_OVERHEAD = 300
+# What an entry costs besides its body and tag characters: the key tuple, the view key and tag
+# strings, the entry and bytes headers and the LRU's and the org index's slots (about 330
+# bytes, measured with tracemalloc).
+ENTRY_OVERHEAD = 340
 
-Key = tuple[uuid.UUID, str]  # org id, view tag (the version is the org's, in _HeldOrg)
+Key = tuple[uuid.UUID, str]  # org id, view key (the version is the org's, in _HeldOrg)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoEntry:
+    """An encoded ``200`` body and its entity tag."""
+
+    body: bytes
+    etag: str
 
 
 @dataclass
 class _HeldOrg:
-    """The one version the memo holds an org's entries at, and their tags."""
+    """The one version the memo holds an org's entries at, and their view keys."""
 
     version: int
-    tags: set[str] = field(default_factory=set)
+    views: set[str] = field(default_factory=set)
 
 
-def entry_cost(body: bytes) -> int:
-    """The bytes an entry with this body counts against the bound."""
-    return len(body) + ENTRY_OVERHEAD
+def entry_cost(entry: MemoEntry) -> int:
+    """The bytes an entry counts against the bound."""
+    return len(entry.body) + len(entry.etag) + ENTRY_OVERHEAD
 
 
 class BodyMemo:
@@ -60,21 +70,21 @@ class BodyMemo:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._bodies: OrderedDict[Key, bytes] = OrderedDict()  # least recently used first
+        self._entries: OrderedDict[Key, MemoEntry] = OrderedDict()  # least recently used first
         self._orgs: dict[uuid.UUID, _HeldOrg] = {}
         self._held_bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._bodies)
+        return len(self._entries)
 
     @property
     def held_bytes(self) -> int:
         """What the entries held now count against the bound."""
         return self._held_bytes
 
-    def get(self, org_id: uuid.UUID, version: int, tag: str) -> bytes | None:
-        """The body of this view at this version, if held."""
+    def get(self, org_id: uuid.UUID, version: int, view: str) -> MemoEntry | None:
+        """The body and tag of this view at this version, if held."""
         with self._lock:
             held = self._orgs.get(org_id)
             if held is None:
@@ -82,14 +92,14 @@ class BodyMemo:
             if held.version != version:
                 self._drop_org(org_id, held)
                 return None
-            body = self._bodies.get((org_id, tag))
-            if body is not None:
-                self._bodies.move_to_end((org_id, tag))
-            return body
+            entry = self._entries.get((org_id, view))
+            if entry is not None:
+                self._entries.move_to_end((org_id, view))
+            return entry
 
-    def put(self, org_id: uuid.UUID, version: int, tag: str, body: bytes) -> None:
-        """Hold the body of this view at this version (evicting the least recently used)."""
-        cost = entry_cost(body)
+    def put(self, org_id: uuid.UUID, version: int, view: str, entry: MemoEntry) -> None:
+        """Hold the entry of this view at this version (evicting the least recently used)."""
+        cost = entry_cost(entry)
         if cost > self.max_bytes:
             return
         with self._lock:
@@ -101,21 +111,21 @@ class BodyMemo:
                 held = None
             if held is None:
                 held = self._orgs[org_id] = _HeldOrg(version)
-            replaced = self._bodies.pop((org_id, tag), None)
+            replaced = self._entries.pop((org_id, view), None)
             if replaced is not None:
                 self._held_bytes -= entry_cost(replaced)
-            self._bodies[(org_id, tag)] = body
-            held.tags.add(tag)
+            self._entries[(org_id, view)] = entry
+            held.views.add(view)
             self._held_bytes += cost
             while self._held_bytes > self.max_bytes:
-                (lru_org, lru_tag), lru_body = self._bodies.popitem(last=False)
-                self._held_bytes -= entry_cost(lru_body)
+                (lru_org, lru_view), lru_entry = self._entries.popitem(last=False)
+                self._held_bytes -= entry_cost(lru_entry)
                 lru_held = self._orgs[lru_org]
-                lru_held.tags.discard(lru_tag)
-                if not lru_held.tags:
+                lru_held.views.discard(lru_view)
+                if not lru_held.views:
                     del self._orgs[lru_org]
 
     def _drop_org(self, org_id: uuid.UUID, held: _HeldOrg) -> None:
-        for tag in held.tags:
-            self._held_bytes -= entry_cost(self._bodies.pop((org_id, tag)))
+        for view in held.views:
+            self._held_bytes -= entry_cost(self._entries.pop((org_id, view)))
         del self._orgs[org_id]

@@ -1,9 +1,11 @@
-"""Entity tags of facets responses, decided before any Redis read or recount.
+"""Entity tags of facets responses: a digest of what the caller's view shows.
 
-A tag hashes the org's facet version, what the caller can see and the normalized filters.
-Every change to an org's sandboxes, projects or project memberships bumps the version, so a
-tag stays valid exactly as long as the response it was computed for; two callers share a tag
-only if they see the same projects.
+A view is who sees what under which filters (``view_key``: the org, the visible projects, the
+normalized filters); its tag (``content_tag``) hashes the view with the exact bytes of its
+``200`` body. So a tag changes exactly when the view's body does: a change in the org that the
+caller cannot see (a sandbox of a project they are not a member of) leaves their tag, and
+their waiting read, alone. Two callers share a tag only if they see the same projects and get
+the same bytes. The org's version is not part of the tag; ``X-Facets-Version`` names it.
 """
 
 from __future__ import annotations
@@ -20,16 +22,22 @@ CACHE_CONTROL = "private, no-cache"
 VERSION_HEADER = "X-Facets-Version"
 
 
-def facets_etag(access: Access, flt: FacetFilter) -> str:
-    """The (unquoted) entity tag of the facets of ``access`` under ``flt``."""
+def view_key(access: Access, flt: FacetFilter) -> str:
+    """What identifies the caller's view of the org (not its version): the body memo's key."""
     visible = "*" if access.project_ids is None else ",".join(sorted(map(str, access.project_ids)))
     raw = "|".join(
         (
             str(access.org_id),
-            str(access.version),
             visible,
             ",".join(sorted(flt.states)),
             str(flt.project_id or ""),
         )
     )
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def content_tag(view: str, body: bytes) -> str:
+    """The (unquoted) entity tag of ``body`` as the answer of ``view``."""
+    digest = hashlib.blake2b(view.encode(), digest_size=16)
+    digest.update(body)
+    return digest.hexdigest()

@@ -22,8 +22,9 @@ from typing import Any
 import redis
 from sqlalchemy import select
 
+from facets.counts.body_memo import MemoEntry
 from facets.counts.cache import CounterCache, KeyedCell, cell_field, keyed_cells
-from facets.counts.etag import facets_etag
+from facets.counts.etag import content_tag, view_key
 from facets.counts.labels import Labels
 from facets.extensions import FacetsState, state
 from facets.json import dumps_body
@@ -263,29 +264,31 @@ class FacetsAnswer:
     """The encoded ``200`` body of a view, its tag, the access it is of, and what served it."""
 
     body: bytes
-    etag: str
+    etag: str  # facets.counts.etag.content_tag of the view and body
     access: Access  # of the very version the body is of
     path: str  # "memo", "warm", "cold" or "empty"
 
 
 def answer_facets(
-    access: Access, flt: FacetFilter, etag: str, refresh: Callable[[], Access] | None = None
+    access: Access, flt: FacetFilter, refresh: Callable[[], Access] | None = None
 ) -> FacetsAnswer:
-    """The ``200`` of the caller's view (tagged ``etag`` at ``access``): the one entry point
-    that decides memo, then Redis, then the SQL recount.
+    """The ``200`` of the caller's view at ``access``'s version (or a newer one a refresh
+    read): the one entry point that decides memo, then Redis, then the SQL recount.
 
-    The memo answers a repeated read of an unchanged view with the bytes of an earlier answer;
-    otherwise ``read_facets`` reads the counts (Redis, else a recount it installs) and the
-    body is memoized under the access it was computed for, which a refresh may have made
-    newer than the caller's first one (then so is its tag).
+    The memo answers a repeated read of an unchanged view with the bytes and tag of an earlier
+    answer; otherwise ``read_facets`` reads the counts (Redis, else a recount it installs),
+    the body is encoded and tagged with its digest, and memoized under the access it was
+    computed for, which a refresh may have made newer than the caller's first one.
     """
     memo = state().body_memo
-    body = memo.get(access.org_id, access.version, etag)
-    if body is not None:
-        return FacetsAnswer(body, etag, access, "memo")
+    view = view_key(access, flt)
+    held = memo.get(access.org_id, access.version, view)
+    if held is not None:
+        return FacetsAnswer(held.body, held.etag, access, "memo")
     result = read_facets(access, flt, refresh)
     if result.access is not access:
-        etag = facets_etag(result.access, flt)
+        view = view_key(result.access, flt)
     body = dumps_body(result.body)
-    memo.put(result.access.org_id, result.access.version, etag, body)
-    return FacetsAnswer(body, etag, result.access, result.path)
+    entry = MemoEntry(body, content_tag(view, body))
+    memo.put(result.access.org_id, result.access.version, view, entry)
+    return FacetsAnswer(body, entry.etag, result.access, result.path)

@@ -69,7 +69,7 @@ def limited(limiter: RateLimiter, budgets: dict[str, Budget], view):
 
     A read's view runs while Redis counts the hit: it changes nothing, so the response of a
     caller found over the limit is dropped, and the 429 still wins over any error of the view.
-    A mutation waits for the count before its view runs.
+    A mutation, and a read that may wait, waits for the count before its view runs.
     """
 
     @functools.wraps(view)
@@ -78,7 +78,9 @@ def limited(limiter: RateLimiter, budgets: dict[str, Budget], view):
         if budget is None:
             return view(*args, **kwargs)
         pending = limiter.send(budget, caller_key())
-        if request.method not in READ_METHODS:
+        # A waiting read (``?wait=``) is counted once, here, and does not keep the pooled
+        # connection of its hit while it waits.
+        if request.method not in READ_METHODS or "wait" in request.args:
             refuse_if_spent(budget, pending.count())
             return view(*args, **kwargs)
         try:

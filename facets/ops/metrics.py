@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 FACETS_SERVED = Counter(
     "facets_served_total", "Facets responses by how they were answered", ["path"]
@@ -24,4 +24,12 @@ REQUEST_LATENCY = Histogram(
 )
 RATE_LIMITED = Counter(
     "facets_rate_limited_total", "Requests refused with 429, by the limit they hit", ["limit"]
+)
+WAITING_READS = Gauge(
+    "facets_waiting_reads",
+    "Facets reads waiting for their view to change",
+    multiprocess_mode="livesum",
+)
+WATCH_WAKEUPS = Counter(
+    "facets_watch_wakeups_total", "Waiting reads woken to read their view again"
 )
