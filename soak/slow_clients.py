@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="facets-slow-clients-"))
     with proxied_stack(args.database_url, args.redis_url, work_dir) as stack:
         log(
-            f"gunicorn {stack.gunicorn.base_url} ({stack.gunicorn.workers} workers x 2 "
-            f"threads), nginx {stack.nginx.base_url}, db {stack.database}, logs in {work_dir}"
+            f"gunicorn {stack.gunicorn.base_url} ({stack.gunicorn.workers} workers, as "
+            f"gunicorn.conf.py ships them), nginx {stack.nginx.base_url}, db {stack.database}, "
+            f"logs in {work_dir}"
         )
         held = through_the_proxy(stack.nginx, stack.owner.key, args.sockets, args.hold, log)
         if not args.skip_gunicorn_alone:
