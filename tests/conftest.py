@@ -230,6 +230,18 @@ def require_redis_server() -> None:
 
 
 @pytest.fixture
+def redis_server(tmp_path):
+    """A private ``redis-server`` of the test's own, stopped afterwards."""
+    from soak.servers import PrivateRedis
+
+    require_redis_server()
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def make_app(app_config):
     """``make_app(**overrides)``: another app of this leg with some settings changed."""
     return lambda **overrides: create_app({**app_config, **overrides})

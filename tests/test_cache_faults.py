@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import after_commit_hooks_off, counted, require_redis_server, served
+from conftest import after_commit_hooks_off, counted, served
 from sqlalchemy import select
 
 from facets import create_app
@@ -23,22 +23,12 @@ from facets.extensions import state
 from facets.ops.metrics import REDIS_ERRORS
 from models import Org
 from models.events import net_deltas
-from soak.servers import PrivateRedis
 
 SLUG = "acme"
 
 
 def redis_errors(op: str) -> float:
     return counted(REDIS_ERRORS, op=op)
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    require_redis_server()
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_redis_server
 
 from app import admin_command
 from facets.cli.commands import ROLES
 from models import Role, migrate
-from soak.servers import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 FLASK = str(Path(sys.executable).with_name("flask"))
@@ -76,17 +74,8 @@ def test_flask_help_imports_neither_the_http_rooms_nor_the_data_layers(tmp_path)
     assert imported(modules, HTTP_ROOMS + LIBRARIES + DATA) == []
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    """A private redis-server: verify refuses the embedded cache, which it could not see."""
-    require_redis_server()
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_verify_one_org_imports_no_http_room_nor_migrations(tmp_path, redis_server):
+    # a private redis-server: verify refuses the embedded cache, which it could not see
     migrate.upgrade(f"sqlite:///{tmp_path / 'facets.sqlite3'}")
     flask(tmp_path, "orgs", "create", "acme")
     out, modules = flask(tmp_path, "facets", "verify", "--org", "acme", redis_url=redis_server.url)
