@@ -52,7 +52,13 @@ if not prometheus_dir and workers > 1:
 
 
 def on_starting(server):
-    """Start with no metric files: a previous run's would be summed into this one's."""
+    """Say once, here in the master, what a development default costs (the workers then do
+    not, each); start with no metric files: a previous run's would be summed into this one's."""
+    from facets import config
+
+    if not os.environ.get("JWT_SECRET") and os.environ.get("FACETS_ENV") != "production":
+        server.log.warning(config.RANDOM_JWT_SECRET_WARNING)
+    os.environ[config.STARTUP_WARNED_ENV] = "1"
     if prometheus_dir:
         os.makedirs(prometheus_dir, exist_ok=True)
         for name in os.listdir(prometheus_dir):

@@ -107,10 +107,20 @@ def starts_a_server() -> bool:
     return ctx is None or ctx.command.name == "run"
 
 
+# Set by gunicorn's master (gunicorn.conf.py) once it has said what a default costs, so that
+# its workers, which inherit it, do not say it again each.
+STARTUP_WARNED_ENV = "FACETS_STARTUP_WARNED"
+RANDOM_JWT_SECRET_WARNING = (
+    "JWT_SECRET is not set: using a random secret; JWTs die with this process"
+)
+
+
 def warn_at_server_start(config: Mapping[str, Any]) -> None:
     """Log once, where the server starts, what a development default costs."""
+    if os.environ.get(STARTUP_WARNED_ENV):
+        return
     if config.get("JWT_SECRET_IS_RANDOM") and starts_a_server():
-        log.warning("JWT_SECRET is not set: using a random secret; JWTs die with this process")
+        log.warning(RANDOM_JWT_SECRET_WARNING)
 
 
 def normalize_database_url(url: str) -> str:

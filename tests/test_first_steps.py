@@ -12,10 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 
 import pytest
-from conftest import JWT_SECRET, ROOT
+from conftest import JWT_SECRET, ROOT, gunicorn_running
 
 from facets import create_app
 
@@ -153,3 +155,17 @@ def test_the_server_logs_the_jwt_secret_warning_once(tmp_path, caplog, monkeypat
     assert [r.getMessage() for r in caplog.records].count(
         "JWT_SECRET is not set: using a random secret; JWTs die with this process"
     ) == 1
+
+
+def test_gunicorn_logs_the_jwt_secret_warning_once_for_all_its_workers(tmp_path, monkeypatch):
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.delenv("FACETS_ENV", raising=False)
+    log = tmp_path / "gunicorn.log"
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'f.sqlite3'}", "GUNICORN_WORKERS": "3"}
+    with gunicorn_running(env, log) as base:
+        urllib.request.urlopen(f"{base}/healthz", timeout=5).read()
+        # each worker builds its app as it boots: give the other two the time to (not) say it
+        deadline = time.monotonic() + 5
+        while log.read_text().count(WARNING) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert log.read_text().count(WARNING) == 1
