@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import runpy
 import time
 import urllib.error
@@ -13,6 +14,8 @@ import uuid
 
 import pytest
 from conftest import ROOT, World, gunicorn_running, make_jwt
+
+from facets import config
 
 FACETS = "/api/v1/org/acme/sandboxes/facets"
 METRIC_NAMES = [
@@ -134,11 +137,19 @@ def test_metrics_page_has_every_metric(make_app):
     )
 
 
+class _Server:
+    """What the hooks use of gunicorn's arbiter: its logger."""
+
+    log = logging.getLogger("test.gunicorn.arbiter")
+
+
 def test_gunicorn_hooks_clear_and_reap_metric_files(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv("JWT_SECRET", "a-secret-so-the-hook-has-nothing-to-warn-about")
+    monkeypatch.delenv(config.STARTUP_WARNED_ENV, raising=False)
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     (tmp_path / "counter_111.db").write_bytes(b"")
-    conf["on_starting"](None)
+    conf["on_starting"](_Server())
     assert not list(tmp_path.iterdir())
     (tmp_path / "gauge_livesum_222.db").write_bytes(b"")
     (tmp_path / "counter_222.db").write_bytes(b"")
@@ -148,6 +159,18 @@ def test_gunicorn_hooks_clear_and_reap_metric_files(tmp_path, monkeypatch):
 
     conf["child_exit"](None, Worker())
     assert [p.name for p in tmp_path.iterdir()] == ["counter_222.db"]
+
+
+def test_gunicorn_master_warns_once_about_a_random_jwt_secret(monkeypatch, caplog):
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.delenv("FACETS_ENV", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv(config.STARTUP_WARNED_ENV, raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    with caplog.at_level(logging.WARNING, logger=_Server.log.name):
+        conf["on_starting"](_Server())
+    assert [r.getMessage() for r in caplog.records] == [config.RANDOM_JWT_SECRET_WARNING]
+    assert os.environ[config.STARTUP_WARNED_ENV]
 
 
 def _get(url: str, headers: dict | None = None):
