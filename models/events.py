@@ -10,10 +10,30 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 Cell = tuple[str, uuid.UUID | None]
+
+# Cells as words, the form the counter cache's scripts take and the batched recount reads out
+# of SQL: "state project n" per cell, space separated, the project as its canonical id string
+# (NO_PROJECT for none).
+NO_PROJECT = "-"
+
+
+def encode_cells(cells: Iterable[tuple[Cell, int]]) -> str:
+    """(cell, n) pairs as words."""
+    return " ".join(f"{state} {project or NO_PROJECT} {n}" for (state, project), n in cells)
+
+
+def decode_cells(words: str) -> dict[Cell, int]:
+    """The cells of ``encode_cells`` words."""
+    t = words.split()
+    return {
+        (t[i], None if t[i + 1] == NO_PROJECT else uuid.UUID(t[i + 1])): int(t[i + 2])
+        for i in range(0, len(t), 3)
+    }
 
 
 @dataclass(frozen=True)

@@ -89,11 +89,11 @@ def test_each_batch_is_one_pipeline(app, runner, by_id, monkeypatch):
     result = invoke(runner, "rebuild")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("rebuilt 7 orgs, 7 differed before")
-    assert sorted(executed) == [3, 9, 9]  # per org: HGETALL cells, HGETALL totals, the install
+    assert sorted(executed) == [1, 3, 3]  # per org: one script, that checks and installs
     executed.clear()
     result = invoke(runner, "verify")
     assert (result.exit_code, result.stdout) == (0, "cache agrees with SQL for 7 orgs\n")
-    assert sorted(executed) == [2, 6, 6]
+    assert sorted(executed) == [1, 3, 3]  # per org: one script, that checks
 
 
 def test_a_failed_batch_does_not_stop_the_pass_and_resume_picks_up(app, runner, by_id, monkeypatch):

@@ -70,6 +70,8 @@ def verify(slug: str | None, resume_from: str | None, batch: int) -> None:
     run = OrgPass(st.db, st.cache, "verifying", slug, resume_from, batch)
     diffs = []
     for org, reply in run.run(install=False):
+        if reply.agrees:
+            continue
         found = compare(org.slug, reply.snapshot, org.recount)
         if not settled(found):  # a commit in flight: check this org again, atomically
             found = run.recheck(org)
@@ -97,17 +99,13 @@ def verify(slug: str | None, resume_from: str | None, batch: int) -> None:
 def rebuild(slug: str | None, resume_from: str | None, batch: int) -> None:
     """Recount orgs from SQL and install the counts in Redis (safe while traffic flows)."""
     require_the_servers_cache()
-    from facets.cli.passes import OrgPass, compare
+    from facets.cli.passes import OrgPass
     from facets.extensions import state
 
     st = state()
     started = time.monotonic()
     run = OrgPass(st.db, st.cache, "rebuilding", slug, resume_from, batch)
-    differed = 0
-    for org, reply in run.run(install=True):
-        snapshot = reply.snapshot
-        if compare(org.slug, snapshot, org.recount) or snapshot[0] is None:  # or cold
-            differed += 1
+    differed = sum(reply.before != "same" for _, reply in run.run(install=True))  # or cold
     done = run.orgs - run.failed
     click.echo(
         f"rebuilt {done} orgs, {differed} differed before, {time.monotonic() - started:.2f}s"

@@ -138,9 +138,10 @@ class OrgPass:
     errors: dict[str, int] = field(default_factory=dict)  # error line -> orgs it failed
 
     def run(self, install: bool) -> Iterator[tuple[OrgRecount, OrgReply]]:
-        """Each org with its Redis reply, in org id order (installing its recount, forced, if
-        ``install``), with a progress bar (orgs/s) on stderr when it is a terminal; the orgs
-        Redis failed are reported and left out.
+        """Each org with its Redis reply (its hashes checked against its recount, and the
+        recount installed, forced, if ``install``), in org id order, with a progress bar
+        (orgs/s) on stderr when it is a terminal; the orgs Redis failed are reported and left
+        out.
 
         The batches are id ranges cut from the orgs listed at the start (an org created since
         is counted with its range). A few run at once, so that one batch's SQL overlaps
@@ -179,12 +180,7 @@ class OrgPass:
         if not batch:
             return batch, []
         try:
-            return batch, run_orgs(
-                self.cache,
-                [o.org_id for o in batch],
-                [o.recount for o in batch] if install else None,
-                force=True,
-            )
+            return batch, run_orgs(self.cache, batch, install=install, force=True)
         except redis.RedisError as exc:
             return batch, exc
 

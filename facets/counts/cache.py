@@ -50,7 +50,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -59,7 +59,7 @@ import redis
 from facets.counts.scripts import APPLY_LUA, INSTALL_LUA, RELEASE_LUA, SNAPSHOT_LUA
 from facets.ops.metrics import CACHE_INSTALLS, CACHE_UPDATES, LEASE_WAITS, REDIS_ERRORS
 from models.errors import Timeout
-from models.events import Cell, net_deltas
+from models.events import NO_PROJECT, Cell, encode_cells, net_deltas
 from models.recount import Recount
 from models.uow import OrgCommit
 
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_POLL_S = 0.005
-NO_PROJECT = "-"
 VERSION_FIELD = "v"
 
 # In Redis and on the read path a cell's project is its canonical id string (None: no project):
@@ -90,11 +89,6 @@ def parse_cell_field(field: str) -> KeyedCell:
 def keyed_cells(cells: dict[Cell, int]) -> dict[KeyedCell, int]:
     """Recounted cells keyed as the cache keys them."""
     return {(state, str(p) if p is not None else None): n for (state, p), n in cells.items()}
-
-
-def encode_deltas(deltas: Iterable[tuple[Cell, int]]) -> str:
-    """Cell deltas as the scripts' ``state project n`` words."""
-    return " ".join(f"{state} {project or NO_PROJECT} {n}" for (state, project), n in deltas)
 
 
 @dataclass(frozen=True)
@@ -205,7 +199,7 @@ class CounterCache:
                 keys=self.keys(org_id),
                 args=[
                     version,
-                    encode_deltas(deltas.items()),
+                    encode_cells(deltas.items()),
                     self.ttl_ms,
                     self.pending_ttl_ms,
                     self.max_pending,
@@ -244,13 +238,15 @@ class CounterCache:
         CACHE_INSTALLS.labels(result=result).inc()
         return result
 
-    def install_args(self, recount: Recount, force: bool) -> list:
-        """``INSTALL_LUA``'s ARGV for a recount (its KEYS are ``keys(org_id)``)."""
-        return [recount.version, encode_deltas(recount.cells.items()), self.ttl_ms, int(force)]
+    def install_args(self, version: int, words: str, force: bool) -> list:
+        """``INSTALL_LUA``'s ARGV for a recount at ``version`` of cells ``words``
+        (``models.events.encode_cells``); its KEYS are ``keys(org_id)``."""
+        return [version, words, self.ttl_ms, int(force)]
 
     def _run_install(self, org_id: uuid.UUID, recount: Recount, force: bool) -> str:
         try:
-            return self._install(keys=self.keys(org_id), args=self.install_args(recount, force))
+            args = self.install_args(recount.version, encode_cells(recount.cells.items()), force)
+            return self._install(keys=self.keys(org_id), args=args)
         except redis.RedisError as exc:
             self.absorb("install", exc)
             return "error"

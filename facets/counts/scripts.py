@@ -1,5 +1,5 @@
-"""The Lua scripts of the counter cache: apply a commit's deltas, install a recount, release
-a lease, read both hashes at once.
+"""The Lua scripts of the counter cache: apply a commit's deltas, install a recount, check a
+recount against the hashes, release a lease, read both hashes at once.
 
 Each runs atomically in Redis on the keys of one org (one Cluster slot), so a reader never sees
 a half-applied step. Why their rules keep the cache exact is argued in ``facets.counts.cache``;
@@ -53,6 +53,68 @@ local function settle(version, ttl_ms)
   return version
 end
 
+-- a recount's counts ("state project n ..." words) as the fields of both hashes: field -> n
+local function counted(counts)
+  local c, t = {}, {}
+  for state, project, n in string.gmatch(counts, '(%S+) (%S+) (%S+)') do
+    n = tonumber(n)
+    local cell, s = state .. ':' .. project, 's:' .. state
+    c[cell] = (c[cell] or 0) + n
+    t[s] = (t[s] or 0) + n
+    if project ~= '-' then
+      local p = 'p:' .. project
+      t[p] = (t[p] or 0) + n
+    end
+  end
+  return c, t
+end
+
+-- whether a flat HGETALL reply is exactly these fields (zeros absent) labelled `label`
+local function holds(flat, fields, label)
+  local labelled, seen, wanted = false, 0, 0
+  for _, n in pairs(fields) do
+    if n ~= 0 then wanted = wanted + 1 end
+  end
+  for i = 1, #flat, 2 do
+    local f, v = flat[i], flat[i + 1]
+    if f == 'v' then
+      if v ~= label then return false end
+      labelled = true
+    else
+      local n = fields[f]
+      if not n or n == 0 or string.format('%d', n) ~= v then return false end
+      seen = seen + 1
+    end
+  end
+  return labelled and seen == wanted
+end
+
+-- cold (both hashes absent), same (exactly the counts at `label`), differed, or unreadable
+-- (a key of another type)
+local function compared(c, t, label)
+  local flat_c, flat_t = redis.pcall('HGETALL', cells), redis.pcall('HGETALL', totals)
+  if flat_c.err or flat_t.err then return 'unreadable' end
+  if #flat_c == 0 and #flat_t == 0 then return 'cold', flat_c, flat_t end
+  if holds(flat_c, c, label) and holds(flat_t, t, label) then return 'same', flat_c, flat_t end
+  return 'differed', flat_c, flat_t
+end
+
+-- HSET of every non-zero field, a bounded number per call (unpack has a stack limit)
+local function write(key, fields)
+  local args = {}
+  for f, n in pairs(fields) do
+    if n ~= 0 then
+      args[#args + 1] = f
+      args[#args + 1] = string.format('%d', n)
+      if #args == 1000 then
+        redis.call('HSET', key, unpack(args))
+        args = {}
+      end
+    end
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+
 local function buffer(version, deltas, pending_ttl_ms, max_pending)
   if redis.call('HLEN', pending) < max_pending then
     redis.call('HSET', pending, version, deltas)
@@ -89,20 +151,41 @@ return 'applied'
 """
 )
 
-# KEYS: cells, totals, pending. ARGV: version, deltas (the full counts), ttl_ms, force.
+# KEYS: cells, totals, pending. ARGV: version, counts (the full recount), ttl_ms, force.
+# Answers 'installed:' and what the hashes held before (cold, same, differed or unreadable);
+# hashes that already held exactly the recount keep their fields (label and expiry renewed).
 INSTALL_LUA = (
     _LUA_HELPERS
     + """
 local version = tonumber(ARGV[1])
-local current = redis.call('HGET', cells, 'v')
-if current and tonumber(current) > version and ARGV[4] ~= '1' then
+local current = redis.pcall('HGET', cells, 'v')
+local label = type(current) == 'string' and tonumber(current)
+if label and label > version and ARGV[4] ~= '1' then
   return 'kept:' .. current
 end
-redis.call('DEL', cells, totals)
-apply(ARGV[2])
+local c, t = counted(ARGV[2])
+local before = compared(c, t, ARGV[1])
+if before ~= 'same' then
+  redis.call('DEL', cells, totals)
+  write(cells, c)
+  write(totals, t)
+end
 local settled = settle(version, tonumber(ARGV[3]))
 if settled == 'corrupt' then return 'corrupt' end
-return 'installed'
+return 'installed:' .. before
+"""
+)
+
+# KEYS: cells, totals. ARGV: version, counts (the full recount). Changes nothing: answers
+# 'cold', 'same', 'unreadable', or both hashes as flat field/value lists (read atomically)
+# when they differ.
+CHECK_LUA = (
+    _LUA_HELPERS
+    + """
+local c, t = counted(ARGV[2])
+local outcome, flat_c, flat_t = compared(c, t, ARGV[1])
+if outcome == 'differed' then return {flat_c, flat_t} end
+return outcome
 """
 )
 
