@@ -47,15 +47,22 @@ def create_app(config: Mapping[str, Any] | None = None, *, admin_only: bool = Fa
     config_module.warn_at_server_start(app.config)
     cli.init_app(app)
     if admin_only:
-        app.extensions[cli.DEFERRED_SETUP] = lambda: _init_extensions(app)
+        app.extensions[cli.DEFERRED_SETUP] = lambda: _init_extensions(app, http=False)
         return app
-    _init_extensions(app)
+    _init_extensions(app, http=True)
     _init_http(app)
     return app
 
 
-def _init_extensions(app: Flask) -> None:
+def _init_extensions(app: Flask, *, http: bool) -> None:
+    """The extensions; and with ``http`` the JSON provider and the OpenAPI ``Api``, which an
+    admin command, serving no request, goes without (flask-smorest and the views are a third
+    of its start-up)."""
     from facets import extensions
+
+    if not http:
+        extensions.init_app(app, None)
+        return
     from facets.api import docs
     from facets.json import OrjsonProvider
 

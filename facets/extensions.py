@@ -1,4 +1,5 @@
-"""The app's extensions: database, Redis, after-commit hooks, watchers, flask-smorest ``Api``.
+"""The app's extensions: database, Redis, after-commit hooks, watchers, flask-smorest ``Api``
+(not in an admin command's app).
 
 They are built in ``init_app`` from the app's config and kept in ``app.extensions["facets"]``;
 nothing connects at import time. ``state()`` reaches them from inside a request or command.
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from flask import Flask, current_app
-
-from flask_smorest import Api
 
 from facets.config import EMBEDDED_REDIS_URL, normalize_database_url
 from facets.counts.body_memo import BodyMemo
@@ -32,6 +32,9 @@ from facets.counts.watch import Watchers, db_versions
 from facets.ops.metrics import HOOK_FAILURES
 from facets.redis_cluster import LazyCluster, is_cluster_url, redis_cluster
 from models import Database, HookRegistry, UnitOfWork
+
+if TYPE_CHECKING:
+    from flask_smorest import Api
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class FacetsState:
     body_memo: BodyMemo
     hooks: HookRegistry
     watchers: Watchers
-    api: Api
+    api: Api | None  # None in an admin command's app, which serves no request
     recount_timeout_ms: int
 
     def unit_of_work(self) -> UnitOfWork:
@@ -103,8 +106,8 @@ def check_redis(client: redis.Redis | LazyCluster, url: str) -> None:
         )
 
 
-def init_app(app: Flask, api: Api) -> FacetsState:
-    """Build the extensions of ``app`` from its config; ``api`` is bound to it here too."""
+def init_app(app: Flask, api: Api | None) -> FacetsState:
+    """Build the extensions of ``app`` from its config; ``api`` (if any) is bound to it here."""
     db = Database(
         normalize_database_url(app.config["DATABASE_URL"]),
         connect_timeout_s=app.config["DB_CONNECT_TIMEOUT_S"],
@@ -135,7 +138,8 @@ def init_app(app: Flask, api: Api) -> FacetsState:
         recount_timeout_ms=recount_timeout_ms,
     )
     app.extensions["facets"] = facets_state
-    api.init_app(app)
+    if api is not None:
+        api.init_app(app)
     return facets_state
 
 
