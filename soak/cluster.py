@@ -3,7 +3,8 @@
 Each node gets a free client port and a free cluster-bus port (``--cluster-port``: the
 default, port + 10000, may be taken or out of range), its own directory with its
 ``--cluster-config-file``, and nothing persisted. The faults a test needs are here: kill a
-master (SIGKILL) and promote its replica (``CLUSTER FAILOVER TAKEOVER``), migrate slots with
+master (SIGKILL) and promote its replica (``CLUSTER FAILOVER TAKEOVER``), with or without
+writes the replica never received, migrate slots with
 ``redis-cli --cluster reshard``, restart every node empty on the same ports. ``stop`` kills
 every node whatever happened; nothing here touches any other Redis.
 """
@@ -11,8 +12,10 @@ every node whatever happened; nothing here touches any other Redis.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -162,6 +165,43 @@ class LocalCluster:
         self._wait("replica promoted", lambda: self.roles()[replica][0] == "master")
         self.wait_ok()
         return master, replica
+
+    def fail_over_losing_writes(self, key: str, writes: Callable[[], object]) -> tuple[int, int]:
+        """Promote the replica of ``key``'s master after that master acknowledged ``writes``
+        the replica never received; returns (master, replica).
+
+        Replication is asynchronous, so a master can die with acknowledged writes its replica
+        has not had yet; here that is made certain, not left to timing: the replica is
+        brought up to date (``WAIT``), stopped (SIGSTOP) and its link dropped (``CLIENT KILL TYPE replica``, so nothing
+        already sent waits in its socket), ``writes`` run, the master is SIGKILLed, and the
+        replica resumes and takes over (``CLUSTER FAILOVER TAKEOVER``) without the writes.
+        """
+        master = self._master_of(key)
+        replica = next(p for p, (role, of) in self.roles().items() if of == master)
+        # everything before ``writes`` has reached the replica
+        synced = self._node_ok(master, lambda c: c.execute_command("WAIT", 1, 5000))
+        if synced < 1:
+            raise RuntimeError(f"the replica {replica} did not catch up with {master}")
+        self.processes[replica].send_signal(signal.SIGSTOP)
+        try:
+            self._node_ok(master, lambda c: c.execute_command("CLIENT KILL TYPE replica"))
+            writes()
+            killed = self.processes.pop(master)
+            killed.kill()
+            killed.wait(START_TIMEOUT_S)
+        finally:
+            self.processes[replica].send_signal(signal.SIGCONT)
+        self._node_ok(replica, lambda c: c.execute_command("CLUSTER FAILOVER", "TAKEOVER"))
+        self._wait("replica promoted", lambda: self.roles()[replica][0] == "master")
+        self.wait_ok()
+        return master, replica
+
+    def _master_of(self, key: str) -> int:
+        """The port of the master that owns ``key``'s slot."""
+        port = next(iter(self.processes))
+        slot = self._node_ok(port, lambda c: c.execute_command("CLUSTER KEYSLOT", key))
+        ranges = self._node_ok(port, lambda c: c.execute_command("CLUSTER SLOTS"))
+        return next(int(r[2][1]) for r in ranges if int(r[0]) <= slot <= int(r[1]))
 
     def reshard(self, slots: int) -> None:
         """Move ``slots`` slots from one master to another, keys included, while traffic runs."""

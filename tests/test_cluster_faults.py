@@ -22,6 +22,7 @@ from conftest import free_port, require_installed, served
 from werkzeug.serving import make_server
 
 from facets import create_app
+from facets.counts.cache import CounterCache
 from facets.extensions import state
 from soak.cluster import LocalCluster
 from soak.harness import (
@@ -33,7 +34,7 @@ from soak.harness import (
 )
 from soak.oracle import Oracle
 from soak.report import Report
-from soak.traffic import FACETS_PATH, Reader, Writer, call
+from soak.traffic import FACETS_PATH, VERSION_HEADER, Reader, Writer, call
 
 pytestmark = pytest.mark.leg("real")
 
@@ -118,3 +119,73 @@ def test_cluster_fault_under_traffic(leg, cluster, served_app, fault):
         _, response = call(base, "GET", FACETS_PATH.format(org="soak"), headers=owner.headers)
         assert response is not None and response.status_code == 200
     assert (served() - before)["warm"] >= 1, served() - before
+
+
+def test_a_promoted_replica_that_missed_acknowledged_writes_is_recounted_never_served(
+    leg, cluster, served_app
+):
+    """The failover that loses writes, made certain: the org's hashes on the promoted replica
+    are labelled behind SQL, and no answer is taken from them; the reads recount and heal."""
+    app, config, base = served_app
+    org_id, owner, member = seed_accounts(config)
+    projects = seed_projects(base, owner, member)
+    oracle = Oracle(config["DATABASE_URL"], org_id)
+    cells_key = CounterCache.keys(org_id)[0]
+    path = FACETS_PATH.format(org="soak")
+
+    def facets(caller, params=()):
+        _, response = call(base, "GET", path, params=list(params), headers=caller.headers)
+        assert response is not None and response.status_code == 200
+        return int(response.headers[VERSION_HEADER]), response.json()
+
+    def label() -> int | None:
+        with app.app_context():
+            value = state().redis.hget(cells_key, "v")
+        return None if value is None else int(value)
+
+    def acknowledged_writes():
+        for project in (projects[0], None, projects[1]):
+            _, response = call(
+                base,
+                "POST",
+                "/api/v1/org/soak/sandboxes",
+                json={"project_id": project},
+                headers=owner.headers,
+            )
+            assert response is not None and response.status_code == 201
+        assert label() == oracle.version(), "the master applied every acknowledged write"
+
+    try:
+        facets(owner)  # warm: the hashes are installed at the current version
+        before = label()
+        assert before == oracle.version()
+        cluster.fail_over_losing_writes(cells_key, acknowledged_writes)
+        time.sleep(0.3)  # the client reads the slot map again after a fault at most this often
+        lost = label()
+        assert lost == before < oracle.version(), "the promoted replica lacks the writes"
+
+        views = [(owner, ()), (member, ()), (owner, [("state", "running")])]
+        views += [(owner, [("project_id", projects[0])]), (member, [("project_id", projects[0])])]
+        for caller, params in views:
+            version, body = facets(caller, params)
+            states = tuple(v for k, v in params if k == "state")
+            project_id = next((v for k, v in params if k == "project_id"), None)
+            assert (version, body) == oracle.facets(caller, states, project_id)
+        assert label() == oracle.version(), "a read installed the recount"
+
+        _, response = call(
+            base,
+            "POST",
+            "/api/v1/org/soak/sandboxes",
+            json={"project_id": None},
+            headers=member.headers,
+        )
+        assert response is not None and response.status_code == 201
+        assert facets(owner) == oracle.facets(owner, (), None)
+    finally:
+        oracle.dispose()
+    result = app.test_cli_runner().invoke(args=["facets", "verify"])
+    assert (result.exit_code, result.output) == (0, "cache agrees with SQL for 1 orgs\n")
+    before = served()
+    facets(owner)
+    assert served() - before == {"warm": 1}
