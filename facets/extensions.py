@@ -123,7 +123,10 @@ def init_app(app: Flask, api: Api | None) -> FacetsState:
     hooks.register(cache.after_commit)
     # Waiting reads are woken by their orgs' new versions (after the cache has them).
     watchers = Watchers(
-        client, lambda org_ids: db_versions(db, org_ids), recheck_s=app.config["WATCH_RECHECK_S"]
+        client,
+        lambda org_ids: db_versions(db, org_ids),
+        recheck_s=app.config["WATCH_RECHECK_S"],
+        sharded=isinstance(client, LazyCluster),
     )
     hooks.register(watchers.after_commit)
     facets_state = FacetsState(

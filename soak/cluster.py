@@ -172,9 +172,10 @@ class LocalCluster:
 
         Replication is asynchronous, so a master can die with acknowledged writes its replica
         has not had yet; here that is made certain, not left to timing: the replica is
-        brought up to date (``WAIT``), stopped (SIGSTOP) and its link dropped (``CLIENT KILL TYPE replica``, so nothing
-        already sent waits in its socket), ``writes`` run, the master is SIGKILLed, and the
-        replica resumes and takes over (``CLUSTER FAILOVER TAKEOVER``) without the writes.
+        brought up to date (``WAIT``), stopped (SIGSTOP) and its link dropped (``CLIENT KILL
+        TYPE replica``, so nothing already sent waits in its socket), ``writes`` run, the
+        master is SIGKILLed, and the replica resumes and takes over (``CLUSTER FAILOVER
+        TAKEOVER``) without the writes.
         """
         master = self._master_of(key)
         replica = next(p for p, (role, of) in self.roles().items() if of == master)

@@ -1,7 +1,8 @@
 """The waiting read (``?wait=`` with ``If-None-Match``) through the app, on both legs.
 
-The fast leg's notifications go through fakeredis pub/sub, the real leg's through Redis; the
-listener is the app's own thread either way. A waiting request runs in a thread of its own
+The fast leg's notifications go through fakeredis pub/sub, the real leg's through Redis, the
+cluster leg's through sharded pub/sub on the cluster; the listener is the app's own thread
+either way. A waiting request runs in a thread of its own
 (a test client per thread); the test synchronizes with it through the watchers' registry,
 never with a sleep.
 """
@@ -19,6 +20,8 @@ from conftest import World
 
 from facets.counts import watch
 from facets.extensions import state
+
+pytestmark = pytest.mark.cluster  # also on the Redis Cluster leg (sharded pub/sub)
 
 URL = f"/api/v1/org/{SLUG}/sandboxes/facets"
 SANDBOXES = f"/api/v1/org/{SLUG}/sandboxes"
@@ -116,12 +119,23 @@ def test_without_if_none_match_or_with_a_stale_tag_it_answers_at_once(
     assert waited == []
 
 
+def subscribers(app, org_id) -> int:
+    """How many connections listen to the org's channel (sharded on a cluster)."""
+    with app.app_context():
+        client, name = state().redis, watch.channel(org_id)
+        if state().watchers._sharded:
+            return dict(client.pubsub_shardnumsub(name, target_nodes="all")).get(name, 0)
+        return dict(client.pubsub_numsub(name)).get(name, 0)
+
+
 @pytest.mark.parametrize("notifications", ["published", "lost"])
 def test_a_write_in_the_view_wakes_the_waiter_with_exactly_a_fresh_read(make_app, notifications):
-    """ "lost": no message is ever published, and the listener's database recheck (every 0.2 s
-    here) wakes the waiter instead: a lost notification only delays."""
+    """ "published": the write comes after the listener subscribed (and read the versions
+    once), and the database is not read again for 10 minutes: only the message can wake the
+    waiter within its 60 s. "lost": no message is ever published, and the listener's database
+    recheck (every 0.2 s here) wakes the waiter instead: a lost notification only delays."""
     lost = notifications == "lost"
-    app = make_app(RATE_LIMITS_ENABLED=False, WATCH_RECHECK_S=0.2 if lost else 30.0)
+    app = make_app(RATE_LIMITS_ENABLED=False, WATCH_RECHECK_S=0.2 if lost else 600.0)
     acme = acme_org.build(World(app))
     client = app.test_client()
     if lost:
@@ -132,6 +146,8 @@ def test_a_write_in_the_view_wakes_the_waiter_with_exactly_a_fresh_read(make_app
     first = client.get(URL, headers=member.headers)
     pending = Waiting(app, member, first.headers["ETag"], wait=60)
     until(lambda: waiting(app) == 1, "the read waits")
+    if not lost:
+        until(lambda: subscribers(app, acme["org_id"]) == 1, "the listener subscribed")
     create(client, acme, "web")
     woken = pending.response()
     fresh = client.get(URL, headers=member.headers)

@@ -38,10 +38,6 @@ from models import Database, Org, OrgCommit
 
 log = logging.getLogger(__name__)
 
-# On a Redis Cluster, sharded pub/sub (SPUBLISH / SSUBSCRIBE, Redis 7) keeps a message on its
-# channel's shard instead of broadcasting it to every node: set this to True there.
-SHARDED_PUBSUB = False
-
 LISTEN_TICK_S = 0.25  # how soon a new waiter's org is subscribed to
 LINGER_S = 10.0  # the listener outlives its last waiter this long (a tab's next wait comes soon)
 
@@ -84,8 +80,14 @@ class Watchers:
         client: redis.Redis,
         versions: Callable[[Collection[uuid.UUID]], dict[uuid.UUID, int]],
         recheck_s: float = 3.0,
+        sharded: bool = False,
     ) -> None:
+        """``sharded``: the client is a Redis Cluster's; notifications then go by sharded
+        pub/sub (``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7), which keeps a message on its
+        channel's shard instead of broadcasting it to every node, and redis-py's cluster
+        pub/sub follows each channel to the node that owns its slot."""
         self._client = client
+        self._sharded = sharded
         self._versions = versions
         self.recheck_s = recheck_s
         self._lock = threading.Lock()
@@ -99,7 +101,7 @@ class Watchers:
 
     def after_commit(self, commits: Sequence[OrgCommit]) -> None:
         """The after-commit hook: publish each org's new version (a failure only delays)."""
-        publish = self._client.spublish if SHARDED_PUBSUB else self._client.publish
+        publish = self._client.spublish if self._sharded else self._client.publish
         try:
             for commit in commits:
                 publish(channel(commit.org_id), str(commit.version))
@@ -205,10 +207,10 @@ class Watchers:
                     subscribed = set()
                 self._sync(pubsub, subscribed, watched)
                 if subscribed:
-                    message = pubsub.get_message(timeout=LISTEN_TICK_S)
+                    message = self._next_message(pubsub, LISTEN_TICK_S)
                     while message is not None:
                         self._handle(message, confirmed)
-                        message = pubsub.get_message(timeout=0)
+                        message = self._next_message(pubsub, 0)
                 else:
                     time.sleep(LISTEN_TICK_S)
             except redis.RedisError as exc:
@@ -228,11 +230,16 @@ class Watchers:
         if pubsub is not None:
             pubsub.close()
 
+    def _next_message(self, pubsub, timeout_s: float) -> dict | None:
+        if self._sharded:
+            return pubsub.get_sharded_message(timeout=timeout_s)
+        return pubsub.get_message(timeout=timeout_s)
+
     def _sync(self, pubsub, subscribed: set[uuid.UUID], watched: set[uuid.UUID]) -> None:
         """(Un)subscribe so that the connection listens to exactly the watched orgs."""
         new, gone = watched - subscribed, subscribed - watched
-        subscribe = pubsub.ssubscribe if SHARDED_PUBSUB else pubsub.subscribe
-        unsubscribe = pubsub.sunsubscribe if SHARDED_PUBSUB else pubsub.unsubscribe
+        subscribe = pubsub.ssubscribe if self._sharded else pubsub.subscribe
+        unsubscribe = pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe
         if new:
             subscribe(*map(channel, new))
             subscribed |= new
