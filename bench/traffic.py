@@ -15,8 +15,11 @@ callers), and runs, each for ``--seconds``:
   SELECT ... FOR UPDATE; UPDATE; COMMIT``): the PostgreSQL ceiling for one hot row.
 
 Reported: served req/s, reads' and writes' p50/p99, the hot org's writes/s next to the bare
-loop's, the memo hit rate (``facets_served_total`` by path, from ``/metrics``), and the
-issue's ratio targets. The load generator shares the machine's cores with the server.
+loop's, the memo hit rate (``facets_served_total`` by path, from ``/metrics``), CPU per request
+(the gunicorn workers' and the whole machine's, ``bench.cpu``), every dashboard answer judged
+against SQL at its ``X-Facets-Version`` after its phase (``bench.traffic_check``), the issue's
+ratio targets, and a plot of read p99 against write share (with matplotlib). The load
+generator shares the machine's cores with the server.
 """
 
 from __future__ import annotations
@@ -27,14 +30,18 @@ import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from bench import load
+from bench.cpu import CpuMeter
 from bench.http import free_port, start_gunicorn, stop_gunicorn, wait_ready
 from bench.run import JWT_SECRET, flush_redis
+from bench.traffic_check import Answer, judge
 from bench.traffic_clients import Org, Tally, dashboard, hot_writer
+from bench.traffic_plot import plot_read_p99
 from facets import create_app
 from facets.extensions import state
 
@@ -93,8 +100,17 @@ def served(port: int) -> dict[str, float]:
     return totals
 
 
+@dataclass(frozen=True)
+class Server:
+    """The gunicorn under test: its port, its CPU meter, the database it serves."""
+
+    port: int
+    cpu: CpuMeter
+    db_url: str
+
+
 def phase(
-    port: int,
+    server: Server,
     hot_writers: int,
     seconds: float,
     dashboards: list[Org],
@@ -104,9 +120,13 @@ def phase(
 ) -> dict:
     stop = threading.Event()
     reads, writes, hot_writes = Tally(), Tally(), Tally()
-    before = served(port)
+    answers: list[Answer] = []
+    port = server.port
+    before, cpu_before = served(port), server.cpu.snapshot()
     threads = [
-        threading.Thread(target=dashboard, args=(port, dashboards, share, i, stop, reads, writes))
+        threading.Thread(
+            target=dashboard, args=(port, dashboards, share, i, stop, reads, writes, answers)
+        )
         for i in range(readers)
     ]
     if hot is not None:
@@ -115,12 +135,15 @@ def phase(
             for _ in range(hot_writers)
         ]
     run_for(seconds, threads, stop)
-    after = served(port)
+    after, cpu_after = served(port), server.cpu.snapshot()
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     bodies = sum(v for k, v in delta.items() if k != "not_modified") or 1
+    requests = len(reads.ms) + len(writes.ms) + len(hot_writes.ms)
     out = {
         "share": share,
-        "served_per_s": round((len(reads.ms) + len(writes.ms) + len(hot_writes.ms)) / seconds, 1),
+        "served_per_s": round(requests / seconds, 1),
+        "cpu_us_per_request": CpuMeter.per_request(cpu_before, cpu_after, requests),
+        "answers": judge(server.db_url, answers),
         "reads": reads.summary(seconds),
         "writes": writes.summary(seconds),
         "served_by_path": delta,
@@ -155,13 +178,17 @@ def render(r: dict) -> str:
     lines.append(
         f"{'phase':24}{'req/s':>8}{'read p50':>10}{'read p99':>10}"
         f"{'write p50':>10}{'write p99':>10}{'memo hit':>10}{'304s':>8}"
+        f"{'app us/req':>12}{'machine us/req':>16}{'checked':>9}{'overtaken':>11}{'wrong':>7}"
     )
     for name, p in r["phases"].items():
         w = p["writes"] if p["writes"].get("n") else p.get("hot_writes", {})
+        cpu, judged = p["cpu_us_per_request"], p["answers"]
         lines.append(
             f"{name:24}{p['served_per_s']:>8}{p['reads'].get('p50_ms', '-'):>10}"
             f"{p['reads'].get('p99_ms', '-'):>10}{w.get('p50_ms', '-'):>10}"
             f"{w.get('p99_ms', '-'):>10}{p['memo_hit_rate']:>10}{p['not_modified_share']:>8}"
+            f"{cpu['app']!s:>12}{cpu['machine']!s:>16}{judged['checked']:>9}"
+            f"{judged['overtaken']:>11}{judged['wrong']:>7}"
         )
     hot = r["phases"][HOT_PHASE]
     lines.append(
@@ -217,19 +244,20 @@ def main(argv: list[str] | None = None) -> dict:
         }
         log_path = Path(args.out) / "traffic_gunicorn.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        server = start_gunicorn(env, log_path, port)
+        proc = start_gunicorn(env, log_path, port)
+        server = Server(port, CpuMeter(proc.pid), db_url)
         try:
-            wait_ready(port, server)
+            wait_ready(port, proc)
             for share in WRITE_SHARES:
                 print(f"phase: {share:.0%} writes", flush=True)
                 results["phases"][f"{share:.0%} writes"] = phase(
-                    port, args.hot_writers, args.seconds, orgs, share, args.readers
+                    server, args.hot_writers, args.seconds, orgs, share, args.readers
                 )
             results["phases"][HOT_PHASE] = phase(
-                port, args.hot_writers, args.seconds, orgs, 0.0, args.readers, hot=hot
+                server, args.hot_writers, args.seconds, orgs, 0.0, args.readers, hot=hot
             )
         finally:
-            stop_gunicorn(server)
+            stop_gunicorn(proc)
         results["bare_lock_tx_per_s"] = bare_lock_loop(db_url, args.seconds, args.hot_writers)
     finally:
         load.drop_database(args.database_url, args.db_name)
@@ -256,9 +284,17 @@ def main(argv: list[str] | None = None) -> dict:
             ratio(ph["10% writes"]["reads"].get("p99_ms"), quiet.get("p99_ms")),
         ),
     ]
+    wrong = sum(p["answers"]["wrong"] for p in ph.values())
+    results["targets"].append(("answers that differ from SQL at their version", 0, True, wrong))
     out = Path(args.out) / "traffic.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results), end="")
+    plotted = plot_read_p99(results, Path(args.out) / "traffic_read_p99.png")
+    print(
+        f"plot: {plotted}"
+        if plotted
+        else "plot: matplotlib not installed (pip install -e '.[bench]')"
+    )
     return results
 
 

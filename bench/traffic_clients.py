@@ -1,7 +1,8 @@
 """The traffic benchmark's clients: polling dashboards and sandbox writers over keep-alive
 connections, each tallying its requests' latencies and statuses (``bench.traffic`` runs them).
 
-A writer owns the sandboxes it creates (one per org), so its writes never race another's.
+A writer owns the sandboxes it creates (one per org), so its writes never race another's. A
+dashboard logs every answer it gets, for ``bench.traffic_check`` to judge after the phase.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+
+from bench.traffic_check import Answer
+from facets.counts.etag import VERSION_HEADER
 
 HOT_RETRY_S = 0.01  # a hot-org writer refused with 429 tries again after this
 
@@ -107,7 +111,10 @@ def dashboard(
     stop: threading.Event,
     reads: Tally,
     writes: Tally,
+    answers: list[Answer],
 ) -> None:
+    """Poll Zipf-chosen orgs' owner view with ``If-None-Match``, writing at ``share`` of the
+    requests; every 200 and 304 is logged in ``answers`` to be judged after the phase."""
     rng = random.Random(seed)
     client, etags, mine = Client(port), {}, {}
     weights = [o.weight for o in orgs]
@@ -118,9 +125,13 @@ def dashboard(
             continue
         path = f"/api/v1/org/{org.slug}/sandboxes/facets"
         headers = {"If-None-Match": etags[org.slug]} if org.slug in etags else {}
-        status, got, _, ms = client.call("GET", path, org.key, headers=headers)
+        status, got, data, ms = client.call("GET", path, org.key, headers=headers)
         if status == 200 and "ETag" in got:
             etags[org.slug] = got["ETag"]
+        if status in (200, 304):
+            version = int(got.get(VERSION_HEADER, -1))
+            body = data if status == 200 else None
+            answers.append(Answer(org.slug, status, version, got.get("ETag", ""), body))
         reads.add(ms, status)
     client.conn.close()
 

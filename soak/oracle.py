@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 class Oracle:
     """The facets an org's caller should get, computed from SQL at one snapshot."""
 
-    def __init__(self, database_url: str, org_id: uuid.UUID) -> None:
-        self.engine: Engine = create_engine(
+    def __init__(
+        self, database_url: str | None, org_id: uuid.UUID, engine: Engine | None = None
+    ) -> None:
+        """An oracle of one org, on its own engine, or on ``engine`` (shared by many oracles,
+        opened with ``isolation_level="REPEATABLE READ"``; its owner disposes of it)."""
+        self._owns_engine = engine is None
+        self.engine: Engine = engine or create_engine(
             database_url, isolation_level="REPEATABLE READ", pool_size=4
         )
         self.org_id = org_id
@@ -77,7 +82,8 @@ class Oracle:
         return {sid: (s, str(p) if p else None) for sid, s, p in rows}
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
 
 def expected_body(cells, labels, visible, states, project_id) -> dict[str, list[dict[str, Any]]]:

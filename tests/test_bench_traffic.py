@@ -32,6 +32,11 @@ def test_traffic_smoke(tmp_path, capsys):
     for name, phase in results["phases"].items():
         assert phase["reads"]["n"] > 0, name
         assert set(phase["reads"]["statuses"]) <= {200, 304}, (name, phase["reads"])
+        judged = phase["answers"]
+        assert judged["wrong"] == 0, (name, judged["examples"])
+        assert judged["checked"] + judged["overtaken"] == phase["reads"]["n"], name
+        assert phase["cpu_us_per_request"]["app"] > 0, name
+    assert results["phases"]["0% writes"]["answers"]["overtaken"] == 0
     hot = results["phases"][traffic.HOT_PHASE]
     assert hot["hot_writes_ok_per_s"] > 0
     assert set(hot["hot_writes"]["statuses"]) <= {200, 201, 429}
