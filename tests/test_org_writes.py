@@ -8,10 +8,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import JWT_SECRET, TEST_DATABASE_URL, TEST_REDIS_URL, gunicorn_running
+from conftest import JWT_SECRET, TEST_DATABASE_URL, TEST_REDIS_URL, World, gunicorn_running
 from sqlalchemy import create_engine, text
 
 from facets.edge.org_writes import OrgWriteGate
+from facets.extensions import state
 
 HOT, CALM = "hot", "calm"
 
@@ -51,6 +52,35 @@ def test_a_refused_or_failed_write_gives_its_place_back(app, client, orgs):
     assert client.delete(missing, headers=hot.headers).status_code == 404
     assert client.post(sandboxes_url(HOT), json={"state": "x"}, headers=hot.headers).status_code
     assert gate.in_flight(HOT) == 0
+
+
+def test_a_write_waiting_for_a_place_holds_no_database_connection(make_app):
+    app = make_app(ORG_WRITE_WAIT_MS=30_000, RATE_LIMITS_ENABLED=False)
+    world = World(app)
+    world.org(HOT)
+    hot = world.caller(HOT, "owner")
+    gate = app.extensions["facets_org_writes"]
+    with app.app_context():
+        pool = state().db.engine.pool
+    answers = []
+
+    def write():
+        answers.append(app.test_client().post(sandboxes_url(HOT), json={}, headers=hot.headers))
+
+    with gate.admit(HOT):  # one of hot's writes is in flight in this process
+        idle = pool.checkedout()
+        waiting = [threading.Thread(target=write) for _ in range(3)]
+        for thread in waiting:
+            thread.start()
+        for _ in range(3000):  # until all three wait at the gate
+            if gate.queued() == 3:
+                break
+            time.sleep(0.01)
+        assert gate.queued() == 3
+        assert pool.checkedout() == idle, "a queued write took a connection"
+    for thread in waiting:
+        thread.join(60)
+    assert [a.status_code for a in answers] == [201, 201, 201]
 
 
 def test_a_waiting_write_gets_in_when_a_place_frees_within_its_wait():

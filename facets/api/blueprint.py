@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from http import HTTPStatus
 
 import flask_smorest
@@ -18,7 +17,6 @@ from facets.extensions import state
 from facets.json import JsonBodyParser
 from models import Access
 from models.access import read_access
-from models.services.common import lock_access
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -160,14 +158,13 @@ def caller_access(org: str) -> Access:
 def as_caller(org: str, service, **kwargs):
     """Run one service function for the authenticated caller in its own unit of work.
 
-    The caller's access is checked first (``lock_access``: a stranger is refused without
-    queueing for the org, and takes none of its places for writes in flight,
-    ``facets.edge.org_writes``, past which a member gets a 429), and again under the org lock
-    by the write itself, so it cannot change between the check and the write it allows.
+    The caller's access is checked first (``caller_access``, usually what authentication
+    already read: a stranger is refused without queueing for the org, and takes none of its
+    places for writes in flight, ``facets.edge.org_writes``, past which a member gets a 429),
+    and again under the org lock by the write itself, so it cannot change between the check
+    and the write it allows. A write waiting for a place holds no database connection: its
+    unit of work begins once it is admitted.
     """
-    with contextlib.ExitStack() as place:  # given back after the commit and its hooks
-        with state().unit_of_work() as uow:
-            access = lock_access(uow, org_slug=org, user_id=current_principal().user_id)
-            access = require_live_session(access)
-            place.enter_context(admitted(org))  # only a member with a live session takes one
-            return service(uow, access=access, **kwargs)
+    access = caller_access(org)
+    with admitted(org), state().unit_of_work() as uow:  # the place outlives commit and hooks
+        return service(uow, access=access, **kwargs)

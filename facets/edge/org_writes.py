@@ -1,14 +1,16 @@
 """At most ``ORG_WRITES_IN_FLIGHT`` writes of one org at a time in this process.
 
-Writers of one org queue on its row lock in PostgreSQL, and each waiting writer holds one of
-the process's request threads; unbounded, a burst of writers on one busy org holds them all
-and every other org's readers wait behind it. So each write is admitted per org
-(``facets.api.blueprint.as_caller``, once the caller is known to be a member, so neither a
-stranger nor a refused caller takes a place): while ``ORG_WRITES_IN_FLIGHT`` of that org's
-writes are running here, the next waits up to ``ORG_WRITE_WAIT_MS`` for one to finish, then
-is refused with a 429 ``usage_limit_exceeded_error`` and ``Retry-After`` (counted as
-``facets_rate_limited_total{limit="org_writes"}``). Keep the bound below the threads per
-worker (``GUNICORN_THREADS``) and the wait short: a waiting request holds a thread too.
+Writers of one org queue on its row lock in PostgreSQL, and each one waiting there holds a
+database connection (and, under the gthread workers, a request thread); unbounded, a burst of
+writers on one busy org holds them all and every other org's readers wait behind it. So each
+write is admitted per org (``facets.api.blueprint.as_caller``, once the caller is known to be
+a member, so neither a stranger nor a refused caller takes a place, and before its unit of
+work takes a connection): while ``ORG_WRITES_IN_FLIGHT`` of that org's writes are running
+here, the next waits up to ``ORG_WRITE_WAIT_MS`` for one to finish, then is refused with a
+429 ``usage_limit_exceeded_error`` and ``Retry-After`` (counted as
+``facets_rate_limited_total{limit="org_writes"}``). Under the gevent workers a write waiting
+here holds a greenlet and nothing else; under gthread it holds a thread, so keep the bound
+below ``GUNICORN_THREADS`` and the wait short there.
 
 Only orgs with a write in flight are tracked, so the table is as small as the thread count.
 """
@@ -41,10 +43,16 @@ class OrgWriteGate:
         self.limit, self.wait_s = limit, wait_s
         self._changed = threading.Condition()
         self._in_flight: dict[str, int] = {}
+        self._queued = 0
 
     def in_flight(self, org: str) -> int:
         with self._changed:
             return self._in_flight.get(org, 0)
+
+    def queued(self) -> int:
+        """How many writes (of any org) wait for a place now."""
+        with self._changed:
+            return self._queued
 
     @contextmanager
     def admit(self, org: str) -> Iterator[None]:
@@ -53,9 +61,14 @@ class OrgWriteGate:
         :raise OrgBusy: ``limit`` of its writes were still running after ``wait_s``.
         """
         with self._changed:
-            if not self._changed.wait_for(
-                lambda: self._in_flight.get(org, 0) < self.limit, timeout=self.wait_s
-            ):
+            self._queued += 1
+            try:
+                admitted = self._changed.wait_for(
+                    lambda: self._in_flight.get(org, 0) < self.limit, timeout=self.wait_s
+                )
+            finally:
+                self._queued -= 1
+            if not admitted:
                 RATE_LIMITED.labels(limit="org_writes").inc()
                 raise OrgBusy(
                     f"Too many writes to this organization are in progress (at most "
