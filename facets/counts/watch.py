@@ -127,7 +127,8 @@ class Watchers:
         def wait(version: int, timeout_s: float) -> bool:
             with self._lock:
                 waiter.version = version
-                if self._latest.get(org_id, -1) > version:
+                if self._latest.get(org_id, -1) > version:  # moved on while it was reading
+                    self._woke()
                     return True
                 waiter.event.clear()
             return waiter.event.wait(timeout_s)
@@ -159,8 +160,13 @@ class Watchers:
             for waiter in waiters:
                 if waiter.version < version and not waiter.event.is_set():
                     waiter.event.set()
-                    self.wakeups += 1
-                    WATCH_WAKEUPS.inc()
+                    self._woke()
+
+    def _woke(self) -> None:
+        """Count a waiter woken (or kept from sleeping) by a version newer than its answer's;
+        under ``_lock``."""
+        self.wakeups += 1
+        WATCH_WAKEUPS.inc()
 
     # --- the listener -----------------------------------------------------------------------
 
