@@ -22,6 +22,10 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # the database's. ``GUNICORN_WORKER_CLASS=gthread`` gives the thread workers back (README,
 # Worker model, compares them).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    # A write waiting for its org's place (facets.edge.org_writes) then holds a greenlet, not a
+    # thread nor a database connection: queue it for a while rather than refuse it at once.
+    os.environ.setdefault("ORG_WRITE_WAIT_MS", "2000")
 # The embedded fakeredis lives inside one process, so several workers would each keep their
 # own counter cache; with a real REDIS_URL the workers share one. Then the CPU goes to
 # processes (two per core): a worker runs Python on one core at a time, whatever its model.

@@ -55,9 +55,10 @@ class FacetsState:
     api: Api | None  # None in an admin command's app, which serves no request
     recount_timeout_ms: int
 
-    def unit_of_work(self) -> UnitOfWork:
-        """A new unit of work whose commits run this app's after-commit hooks."""
-        return UnitOfWork(self.db, self.hooks)
+    def unit_of_work(self, *, one_statement: bool = False) -> UnitOfWork:
+        """A new unit of work whose commits run this app's after-commit hooks (``one_statement``:
+        for one ``@one_statement`` service alone, see ``models.uow``)."""
+        return UnitOfWork(self.db, self.hooks, one_statement=one_statement)
 
 
 def make_redis(url: str) -> redis.Redis | LazyCluster:

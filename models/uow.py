@@ -16,6 +16,11 @@ Invariants:
 - A unit of work is never resent: its connection is checked at checkout, before anything of it
   reaches the server (``models.session``: one the server closed is replaced), and one lost
   after that fails the request, since the write may have reached the server.
+- A unit of work opened for one ``@one_statement`` service (``one_statement=True``) is that
+  service's single ``LockedWrite``; on PostgreSQL it runs in autocommit, so the server commits
+  as the statement ends and the org lock is held exactly as long as PostgreSQL needs, not until
+  the client's ``COMMIT`` arrives (under load, the worker's next turn). Anything further in
+  such a unit of work is refused (``RuntimeError``): it would not be atomic with the write.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
@@ -47,6 +53,14 @@ class OrgCommit:
 
 
 Hook = Callable[[Sequence[OrgCommit]], None]
+Service = TypeVar("Service", bound=Callable)
+
+
+def one_statement(service: Service) -> Service:
+    """Mark a service whose whole unit of work is one ``UnitOfWork.run``: opened for it alone
+    (``UnitOfWork(..., one_statement=True)``), it commits as that statement ends."""
+    service.one_statement = True  # type: ignore[attr-defined]
+    return service
 
 
 @dataclass
@@ -74,9 +88,12 @@ class HookRegistry:
 class UnitOfWork:
     """``with UnitOfWork(db, hooks) as uow:`` commits on a clean exit, rolls back otherwise."""
 
-    def __init__(self, db: Database, hooks: HookRegistry) -> None:
+    def __init__(self, db: Database, hooks: HookRegistry, *, one_statement: bool = False) -> None:
         self._db = db
         self._hooks = hooks
+        self._one_statement = one_statement
+        self._statements = 0  # run by lock_org, run and the commit's bump
+        self._sealed = False  # its one statement committed itself: nothing may follow
         self.session: Session
         self._locked: dict[uuid.UUID, int] = {}  # org -> its version when locked
         self._vouched: set[uuid.UUID] = set()  # orgs locked by lock_org
@@ -87,6 +104,8 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self.session = self._db.write_session()
         self.session.begin()
+        if self._one_statement and not self._db.is_sqlite:  # its statement commits as it ends
+            self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -104,6 +123,7 @@ class UnitOfWork:
     def lock_org(self, org_id: uuid.UUID) -> int:
         """Take the org's row lock (once per unit of work) and return its facet version."""
         if org_id not in self._locked:
+            self._count_statement()
             version = self.session.execute(
                 select(Org.facet_version).where(Org.id == org_id).with_for_update()
             ).scalar_one_or_none()
@@ -126,7 +146,9 @@ class UnitOfWork:
         The org counts as locked from here on when it exists (``facts.locked_version``).
         """
         params = {**params, "w_org_id": org_id}
-        if self.session.get_bind().dialect.name == "postgresql":
+        self._count_statement()
+        if self._is_postgres():
+            self._sealed = self._one_statement  # it committed itself: nothing may follow
             facts = self.session.execute(
                 write.single, {**params, "w_bump": org_id not in self._bumped}
             ).one()
@@ -143,6 +165,14 @@ class UnitOfWork:
         if facts.locked_version is not None:
             self._locked.setdefault(org_id, facts.locked_version)
         return facts
+
+    def _count_statement(self) -> None:
+        if self._sealed or (self._one_statement and self._statements and self._is_postgres()):
+            raise RuntimeError("a one-statement unit of work was asked for a second statement")
+        self._statements += 1
+
+    def _is_postgres(self) -> bool:
+        return not self._db.is_sqlite
 
     def record(self, event: Event) -> None:
         """Remember a change; the org must have been locked first."""
@@ -163,6 +193,7 @@ class UnitOfWork:
             if any(event.changes_labels for event in events):
                 bumps["labels_version"] = Org.labels_version + 1
             if bumps:
+                self._count_statement()
                 self.session.execute(update(Org).where(Org.id == org_id).values(**bumps))
             commits.append(OrgCommit(org_id, version, tuple(events)))
         self.session.commit()

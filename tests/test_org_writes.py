@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import runpy
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import JWT_SECRET, TEST_DATABASE_URL, TEST_REDIS_URL, World, gunicorn_running
+from conftest import JWT_SECRET, ROOT, TEST_DATABASE_URL, TEST_REDIS_URL, World, gunicorn_running
 from sqlalchemy import create_engine, text
 
 from facets.edge.org_writes import OrgWriteGate
@@ -140,6 +142,7 @@ def test_under_gunicorn_a_burst_on_one_org_leaves_another_orgs_reads_answered(
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": "2",
         "ORG_WRITES_IN_FLIGHT": "1",
+        "ORG_WRITE_WAIT_MS": "0",  # refused at once (the gevent workers' default queues 2 s)
         "DB_LOCK_TIMEOUT_MS": "20000",
         "RATE_LIMITS_ENABLED": "false",
     }
@@ -166,3 +169,14 @@ def test_under_gunicorn_a_burst_on_one_org_leaves_another_orgs_reads_answered(
             thread.join(30)
     locker.dispose()
     assert sorted(statuses) == [201] + [429] * 5, statuses
+
+
+@pytest.mark.parametrize(("worker_class", "wait_ms"), [("gevent", "2000"), ("gthread", None)])
+def test_gevent_workers_queue_a_write_for_its_place_and_gthread_ones_refuse_it(
+    monkeypatch, tmp_path, worker_class, wait_ms
+):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the config sets it else
+    monkeypatch.setenv("GUNICORN_WORKER_CLASS", worker_class)
+    monkeypatch.delenv("ORG_WRITE_WAIT_MS", raising=False)
+    runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert os.environ.get("ORG_WRITE_WAIT_MS") == wait_ms

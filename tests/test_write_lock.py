@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 
+import psycopg
 import pytest
 from conftest import TEST_DATABASE_URL
 from sqlalchemy import event, text
@@ -167,3 +168,68 @@ def test_a_write_that_waited_for_the_lock_records_what_the_holder_committed(app,
         events.SandboxStateChanged(org_id, sid, None, "paused", "killed"),
         events.SandboxMoved(org_id, sid, "killed", None, web),
     ]
+
+
+@contextlib.contextmanager
+def lock_free_after_each_write(app, org_id):
+    """For each statement that takes the org's row lock: whether another connection could take
+    that lock (``NOWAIT``) the moment the statement returned, before the writer sent anything
+    else."""
+    free: list[bool] = []
+    other = psycopg.connect(TEST_DATABASE_URL, autocommit=True)
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if "FOR UPDATE" not in statement:
+            return
+        try:
+            with other.transaction():
+                other.execute("SELECT 1 FROM orgs WHERE id = %s FOR UPDATE NOWAIT", (org_id,))
+            free.append(True)
+        except psycopg.errors.LockNotAvailable:
+            free.append(False)
+
+    with app.app_context():
+        engine = state().db.engine
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield free
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+        other.close()
+
+
+def test_an_api_write_has_released_the_org_lock_when_its_statement_returns(app, client, acme):
+    """The sandbox write commits as its statement ends (autocommit), so the lock is not held
+    while the worker gets round to a COMMIT; a unit of work that goes on after the statement
+    (here a test's own, as the admin tools open them) holds it until its commit."""
+    owner, _, web = acme
+    org_id = org_id_of(app, "acme")
+    with lock_free_after_each_write(app, org_id) as free:
+        created = client.post(SANDBOXES, json={"project_id": str(web)}, headers=owner.headers)
+        path = f"{SANDBOXES}/{created.json['id']}"
+        assert (
+            client.patch(path, json={"state": "paused"}, headers=owner.headers).status_code == 200
+        )
+        assert client.delete(path, headers=owner.headers).status_code == 204
+    assert created.status_code == 201
+    assert free == [True, True, True]
+
+    with lock_free_after_each_write(app, org_id) as free:
+        with app.app_context(), state().unit_of_work() as uow:
+            access = lock_access(uow, org_slug="acme", user_id=owner.user_id)
+            sandboxes.create_sandbox(uow, access=access)
+    assert free == [False]
+
+
+def test_a_one_statement_unit_of_work_refuses_a_second_statement(app, acme):
+    owner, _, _ = acme
+    with app.app_context(), state().unit_of_work(one_statement=True) as uow:
+        access = lock_access(uow, org_slug="acme", user_id=owner.user_id)
+        sandboxes.create_sandbox(uow, access=access)
+        with pytest.raises(RuntimeError, match="second statement"):
+            sandboxes.create_sandbox(uow, access=access)
+
+
+def org_id_of(app, slug: str) -> uuid.UUID:
+    with app.app_context(), state().db.read_connection() as conn:
+        return conn.scalar(text("SELECT id FROM orgs WHERE slug = :s"), {"s": slug})

@@ -166,5 +166,6 @@ def as_caller(org: str, service, **kwargs):
     unit of work begins once it is admitted.
     """
     access = caller_access(org)
-    with admitted(org), state().unit_of_work() as uow:  # the place outlives commit and hooks
+    alone = getattr(service, "one_statement", False)  # then the write commits as it ends
+    with admitted(org), state().unit_of_work(one_statement=alone) as uow:  # place outlives hooks
         return service(uow, access=access, **kwargs)

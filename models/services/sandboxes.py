@@ -3,7 +3,8 @@
 Each write is one ``LockedWrite`` (``models.services.sandbox_sql``): the org lock, the caller's
 standing and the sandbox's old values are read under that lock by the same statement that
 changes the row (and, on PostgreSQL, bumps the org's version), so the lock is held for one
-round trip. An event is recorded only for a change that happened, from the old values that
+round trip; each is ``@one_statement``, so a unit of work opened for it alone commits as the
+statement ends. An event is recorded only for a change that happened, from the old values that
 statement read.
 """
 
@@ -18,7 +19,7 @@ from models.events import SandboxCreated, SandboxDeleted, SandboxMoved, SandboxS
 from models.sandbox import SANDBOX_STATES, Sandbox, SandboxState
 from models.services import sandbox_sql
 from models.services.common import UNSET, Unset
-from models.uow import UnitOfWork
+from models.uow import UnitOfWork, one_statement
 
 CREATABLE_STATES = (SandboxState.RUNNING.value, SandboxState.PAUSED.value)
 
@@ -46,6 +47,7 @@ def _run(uow: UnitOfWork, access: Access, write, **params):
     return facts
 
 
+@one_statement
 def create_sandbox(
     uow: UnitOfWork,
     *,
@@ -77,6 +79,7 @@ def create_sandbox(
     )
 
 
+@one_statement
 def update_sandbox(
     uow: UnitOfWork,
     *,
@@ -122,6 +125,7 @@ def update_sandbox(
     return sandbox
 
 
+@one_statement
 def delete_sandbox(uow: UnitOfWork, *, access: Access, sandbox_id: uuid.UUID) -> None:
     """Delete a visible sandbox; the event carries the state and project it had."""
     facts = _run(uow, access, sandbox_sql.DELETE, sandbox_id=sandbox_id)
