@@ -1,5 +1,5 @@
 // The Hosted Sandboxes page: sign-in, state tabs and project dropdown with their counts, the
-// first page of sandboxes, kept current with the waiting read (?wait=30 with If-None-Match).
+// first page of sandboxes, kept current with the waiting read (?wait=60 with If-None-Match).
 // Every count comes from one facets call with every filter of the view applied, as the API's
 // facets describe; nothing is counted here.
 "use strict";
@@ -7,7 +7,7 @@
 (() => {
   const KEY = "facets.apiKey";
   const ORG = "facets.org";
-  const WAIT_S = 30;
+  const WAIT_S = 60; // the longest wait the API takes: fewest requests from an idle tab
   const RETRY_MS = 2000;
   const $ = (id) => document.getElementById(id);
   const view = { state: "", project: "" };
