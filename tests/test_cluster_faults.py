@@ -143,16 +143,16 @@ def test_a_promoted_replica_that_missed_acknowledged_writes_is_recounted_never_s
             value = state().redis.hget(cells_key, "v")
         return None if value is None else int(value)
 
+    def create(caller, project) -> None:
+        body = {"project_id": project}
+        _, response = call(
+            base, "POST", "/api/v1/org/soak/sandboxes", json=body, headers=caller.headers
+        )
+        assert response is not None and response.status_code == 201
+
     def acknowledged_writes():
         for project in (projects[0], None, projects[1]):
-            _, response = call(
-                base,
-                "POST",
-                "/api/v1/org/soak/sandboxes",
-                json={"project_id": project},
-                headers=owner.headers,
-            )
-            assert response is not None and response.status_code == 201
+            create(owner, project)
         assert label() == oracle.version(), "the master applied every acknowledged write"
 
     try:
@@ -173,14 +173,7 @@ def test_a_promoted_replica_that_missed_acknowledged_writes_is_recounted_never_s
             assert (version, body) == oracle.facets(caller, states, project_id)
         assert label() == oracle.version(), "a read installed the recount"
 
-        _, response = call(
-            base,
-            "POST",
-            "/api/v1/org/soak/sandboxes",
-            json={"project_id": None},
-            headers=member.headers,
-        )
-        assert response is not None and response.status_code == 201
+        create(member, None)
         assert facets(owner) == oracle.facets(owner, (), None)
     finally:
         oracle.dispose()
