@@ -1,4 +1,5 @@
-"""nginx in front of a gunicorn, from the repository's ``deploy/nginx.conf``, on loopback.
+"""nginx in front of one gunicorn or several, from the repository's ``deploy/nginx.conf``, on
+loopback.
 
 The template is rendered here for tests and soaks exactly as ``envsubst`` renders it for the
 proxy image (``deploy/Dockerfile.proxy``): only the ``${NAME}`` placeholders of
@@ -17,11 +18,17 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
-PLACEHOLDERS = ("FACETS_PROXY_LISTEN", "FACETS_UPSTREAM", "MAX_CONTENT_LENGTH", "NGINX_RUNTIME_DIR")
+PLACEHOLDERS = (
+    "FACETS_PROXY_LISTEN",
+    "FACETS_UPSTREAM_SERVERS",
+    "MAX_CONTENT_LENGTH",
+    "NGINX_RUNTIME_DIR",
+)
 START_TIMEOUT_S = 15
 STOP_TIMEOUT_S = 10
 
@@ -44,6 +51,12 @@ def render(values: dict[str, str], template: Path = TEMPLATE) -> str:
     return text
 
 
+def upstream_servers(addresses: Sequence[str]) -> str:
+    """``FACETS_UPSTREAM_SERVERS`` for these gunicorn addresses, as the proxy image's shell
+    renders it from ``FACETS_UPSTREAM``."""
+    return "".join(f"server {address} max_fails=0; " for address in addresses)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -51,14 +64,17 @@ def _free_port() -> int:
 
 
 class Nginx:
-    """``nginx`` on a free loopback port, proxying to ``upstream`` (``host:port``)."""
+    """``nginx`` on a free loopback port, proxying to ``upstream`` (``host:port``, or several:
+    round-robin)."""
 
-    def __init__(self, upstream: str, log_path: Path, max_content_length: int) -> None:
+    def __init__(
+        self, upstream: str | Sequence[str], log_path: Path, max_content_length: int
+    ) -> None:
         self.executable = shutil.which("nginx") or "/usr/sbin/nginx"
         if not os.access(self.executable, os.X_OK):
             raise RuntimeError("nginx is not installed (apt-get install nginx)")
         self.port = _free_port()
-        self.upstream = upstream
+        self.upstreams = [upstream] if isinstance(upstream, str) else list(upstream)
         self.log_path = Path(log_path)
         self.max_content_length = max_content_length
         self.runtime_dir: Path | None = None
@@ -78,7 +94,7 @@ class Nginx:
             render(
                 {
                     "FACETS_PROXY_LISTEN": f"127.0.0.1:{self.port}",
-                    "FACETS_UPSTREAM": self.upstream,
+                    "FACETS_UPSTREAM_SERVERS": upstream_servers(self.upstreams),
                     "MAX_CONTENT_LENGTH": str(self.max_content_length),
                     "NGINX_RUNTIME_DIR": str(self.runtime_dir),
                 }

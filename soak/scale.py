@@ -1,12 +1,14 @@
 """The scale-out soak: ``python -m soak.scale [--duration S] [--database-url URL]``.
 
-Two gunicorn instances (separate masters on separate ports, as two machines would be; no
-proxy in front: each client talks to an instance directly) share a scratch PostgreSQL
-database and a private 3-master, 3-replica Redis Cluster (``soak.cluster``). Readers spread
-over both instances judge every answer against SQL at its ``X-Facets-Version``; each writer
-writes through one instance and, right after each acknowledged write, reads the facets
-from the *other* one: that answer must be of the write's version or later (read-your-writes
-across instances) and equal SQL at its version. Meanwhile the cluster has slots migrated
+Two gunicorn instances (separate masters on separate ports, as two machines would be) share a
+scratch PostgreSQL database and a private 3-master, 3-replica Redis Cluster
+(``soak.cluster``), with the proxy (``deploy/nginx.conf``, ``soak.nginx``) in front of both.
+Readers go through the proxy, which sends their requests round-robin to the instances (each
+must have answered some: the proxy's log names the upstream of every request), and judge
+every answer against SQL at its ``X-Facets-Version``; each writer writes through one instance
+and, right after each acknowledged write, reads the facets from the *other* one directly:
+that answer must be of the write's version or later (read-your-writes across instances) and
+equal SQL at its version. Meanwhile the cluster has slots migrated
 (``redis-cli --cluster reshard``), a master killed and its replica promoted, and is
 restarted empty. Afterwards ``flask facets verify`` must be clean. It fails on what the
 single-Redis soak fails on (``soak.report``), plus any stale cross-instance read.
@@ -15,6 +17,7 @@ single-Redis soak fails on (``soak.report``), plus any stale cross-instance read
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import threading
@@ -35,6 +38,7 @@ from soak.harness import (
     seed_projects,
     server_env,
 )
+from soak.nginx import Nginx
 from soak.oracle import Oracle
 from soak.report import Report
 from soak.servers import Gunicorn, ScratchDatabase
@@ -45,6 +49,7 @@ INSTANCES = 2
 READERS = 2
 WORKERS = 2
 RESHARD_SLOTS = 1000
+MAX_CONTENT_LENGTH = 64 * 1024  # the app's and the proxy's body limit
 # (fraction of the run, fault): a reshard needs every node up, so it comes first.
 FAULTS = ((0.2, "reshard"), (0.45, "failover"), (0.7, "restart"))
 
@@ -98,6 +103,21 @@ def inject(cluster: LocalCluster, what: str) -> str:
     return "cluster restarted empty"
 
 
+def proxied_by_upstream(log_path: Path) -> dict[str, int]:
+    """How many requests the proxy's access log (JSON lines) says each upstream answered."""
+    counts: dict[str, int] = {}
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # nginx's own error lines
+        for upstream in str(record.get("upstream", "")).split(","):  # "a, b": a failed over
+            upstream = upstream.strip()
+            if upstream and upstream != "-":
+                counts[upstream] = counts.get(upstream, 0) + 1
+    return counts
+
+
 def run_scale_soak(
     server_url: str,
     duration_s: float,
@@ -112,14 +132,19 @@ def run_scale_soak(
     database = ScratchDatabase(server_url, prefix="facets_scale")
     cluster = LocalCluster(work_dir / "cluster")
     instances: list[Gunicorn] = []
-    oracle = None
+    oracle = proxy = None
     database.create()
     try:
         migrate.upgrade(database.url)
         cluster.start()
         envs = [
             {
-                **server_env(database.url, cluster.url, work_dir / f"prometheus-{i}"),
+                **server_env(
+                    database.url,
+                    cluster.url,
+                    work_dir / f"prometheus-{i}",
+                    MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH),
+                ),
                 "GUNICORN_WORKERS": str(WORKERS),
                 "RATE_LIMITS_ENABLED": "true" if rate_limits else "false",
             }
@@ -133,7 +158,13 @@ def run_scale_soak(
         for instance in instances:
             instance.start()
         urls = [instance.base_url for instance in instances]
-        log(f"scale soak: instances {urls}, cluster {cluster.url}, db {database.name}")
+        proxy = Nginx(
+            [f"127.0.0.1:{instance.port}" for instance in instances],
+            work_dir / "nginx.log",
+            MAX_CONTENT_LENGTH,
+        )
+        proxy.start()
+        log(f"scale soak: proxy {proxy.base_url} to {urls}, cluster {cluster.url}")
         projects = seed_projects(urls[0], owner, member)
         oracle = Oracle(database.url, org_id)
 
@@ -142,7 +173,7 @@ def run_scale_soak(
         common = {"org": ORG, "stop": stop, "max_requests": max_requests}
         readers = [
             Reader(
-                base_url=urls[i % INSTANCES],
+                base_url=proxy.base_url,
                 callers=[owner, member],
                 projects=projects,
                 oracle=oracle,
@@ -185,7 +216,14 @@ def run_scale_soak(
             if response is None or response.status_code != 200:
                 report.problems.append(f"facets from {url} after the soak: {response}")
         cross_reads = sum(writer.cross_reads for writer in writers)
+        proxy.stop()
+        served = proxied_by_upstream(work_dir / "nginx.log")
+        for instance in instances:
+            if not served.get(f"127.0.0.1:{instance.port}"):
+                report.problems.append(f"the proxy sent no request to {instance.base_url}")
     finally:
+        if proxy is not None:
+            proxy.stop()
         for instance in instances:
             instance.stop()
         cluster.stop()

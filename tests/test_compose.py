@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import require_installed
 
-from soak.nginx import PLACEHOLDERS, TEMPLATE, render, template_placeholders
+from soak.nginx import PLACEHOLDERS, TEMPLATE, render, template_placeholders, upstream_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,8 @@ def test_the_proxy_starts_after_a_healthy_app_and_checks_readyz(services):
 def test_the_proxy_renders_every_placeholder_of_the_nginx_template(services):
     assert template_placeholders(TEMPLATE.read_text()) == set(PLACEHOLDERS)
     env = services["proxy"]["environment"]
-    assert set(PLACEHOLDERS) <= set(env)
+    # the image renders the upstream servers from FACETS_UPSTREAM, the rest as they are
+    assert set(PLACEHOLDERS) - {"FACETS_UPSTREAM_SERVERS"} | {"FACETS_UPSTREAM"} <= set(env)
     assert env["FACETS_UPSTREAM"] == "app:8000"
     assert env["FACETS_PROXY_LISTEN"].endswith(":8080")
     # client_max_body_size is the app's own limit, from one variable.
@@ -163,26 +164,38 @@ def test_gunicorn_access_log_lines_are_json(gunicorn_conf):
     assert record["bytes"] == "-"  # a missing atom
 
 
-def test_the_proxy_image_renders_the_template_as_the_tests_do(tmp_path):
-    """``envsubst`` with the Dockerfile's names gives byte for byte soak/nginx.py's render."""
+@pytest.mark.parametrize("upstream", [["app:8000"], ["app-1:8000", "app-2:8000"]])
+def test_the_proxy_image_renders_the_template_as_the_tests_do(tmp_path, upstream):
+    """The image's start command (its shell and ``envsubst``, nginx itself stubbed) writes
+    byte for byte the config soak/nginx.py renders, for one upstream and for several."""
     require_installed(
         [] if shutil.which("envsubst") else ["envsubst"], "apt-get install -y gettext-base"
     )
+    runtime, stubs = tmp_path / "run", tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "nginx").write_text("#!/bin/sh\nexit 0\n")
+    (stubs / "nginx").chmod(0o755)
+    dockerfile = (ROOT / "deploy" / "Dockerfile.proxy").read_text()
+    (command,) = re.findall(r'^CMD \["sh", "-c", (".*")\]$', dockerfile, re.M)
+    template = tmp_path / "nginx.conf.template"
+    template.write_text(TEMPLATE.read_text())
+    script = json.loads(command).replace("/etc/facets/nginx.conf.template", str(template))
+    env = {
+        "PATH": f"{stubs}:{os.environ['PATH']}",
+        "FACETS_PROXY_LISTEN": "0.0.0.0:8080",
+        "FACETS_UPSTREAM": " ".join(upstream),
+        "MAX_CONTENT_LENGTH": "65536",
+        "NGINX_RUNTIME_DIR": str(runtime),
+        "host": "not-an-nginx-variable",
+    }
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    rendered = (runtime / "nginx.conf").read_text()
     values = {
         "FACETS_PROXY_LISTEN": "0.0.0.0:8080",
-        "FACETS_UPSTREAM": "app:8000",
+        "FACETS_UPSTREAM_SERVERS": upstream_servers(upstream),
         "MAX_CONTENT_LENGTH": "65536",
-        "NGINX_RUNTIME_DIR": str(tmp_path),
+        "NGINX_RUNTIME_DIR": str(runtime),
     }
-    dockerfile = (ROOT / "deploy" / "Dockerfile.proxy").read_text()
-    (names,) = re.findall(r"envsubst '([^']*)'", dockerfile)
-    rendered = subprocess.run(
-        ["envsubst", names],
-        input=TEMPLATE.read_text(),
-        env={**os.environ, **values, "host": "not-an-nginx-variable"},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     assert rendered == render(values)
     assert "$host" in rendered and not template_placeholders(rendered)
+    assert all(f"server {address} max_fails=0;" in rendered for address in upstream)
