@@ -17,6 +17,7 @@ from facets.extensions import state
 from facets.json import JsonBodyParser
 from models import Access
 from models.access import read_access
+from models.services.common import check_access
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -158,14 +159,18 @@ def caller_access(org: str) -> Access:
 def as_caller(org: str, service, **kwargs):
     """Run one service function for the authenticated caller in its own unit of work.
 
-    The caller's access is checked first (``caller_access``, usually what authentication
-    already read: a stranger is refused without queueing for the org, and takes none of its
-    places for writes in flight, ``facets.edge.org_writes``, past which a member gets a 429),
-    and again under the org lock by the write itself, so it cannot change between the check
-    and the write it allows. A write waiting for a place holds no database connection: its
-    unit of work begins once it is admitted.
+    The caller's access is checked first (what authentication already read with an API key,
+    else ``check_access`` on the writer's engine: a stranger is refused without queueing for
+    the org, and takes none of its places for writes in flight, ``facets.edge.org_writes``,
+    past which a member gets a 429), and again under the org lock by the write itself, so it
+    cannot change between the check and the write it allows. A write waiting for a place
+    holds no database connection: its unit of work begins once it is admitted.
     """
-    access = caller_access(org)
+    user_id = current_principal().user_id
+    access = prefetched_access(org, user_id)
+    if access is None:
+        access = check_access(state().db, org_slug=org, user_id=user_id)
+    access = require_live_session(access)
     alone = getattr(service, "one_statement", False)  # then the write commits as it ends
     with admitted(org), state().unit_of_work(one_statement=alone) as uow:  # place outlives hooks
         return service(uow, access=access, **kwargs)
