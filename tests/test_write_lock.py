@@ -14,7 +14,7 @@ import uuid
 import psycopg
 import pytest
 from conftest import TEST_DATABASE_URL
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 
 from facets.extensions import state
 from models import events
@@ -233,3 +233,24 @@ def test_a_one_statement_unit_of_work_refuses_a_second_statement(app, acme):
 def org_id_of(app, slug: str) -> uuid.UUID:
     with app.app_context(), state().db.read_connection() as conn:
         return conn.scalar(text("SELECT id FROM orgs WHERE slug = :s"), {"s": slug})
+
+
+def test_an_api_key_write_checks_the_caller_with_the_key_and_then_only_writes(app, client, acme):
+    """The key's lookup reads the caller's access in the same statement (a prepared read on
+    the driver's connection, ``models.prepared``), and the write's first check uses it: the
+    one statement the write sends through SQLAlchemy is the locked write itself."""
+    owner, _, web = acme
+    created = client.post(SANDBOXES, json={"project_id": str(web)}, headers=owner.headers)
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", before)
+    try:
+        path = f"{SANDBOXES}/{created.json['id']}"
+        patched = client.patch(path, json={"state": "paused"}, headers=owner.headers)
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
+    assert patched.status_code == 200, patched.json
+    assert len(statements) == 1 and "FOR UPDATE" in statements[0], statements

@@ -92,15 +92,16 @@ def verified_key(key: str, row) -> Principal:
 def authenticate_api_key(key: str) -> Principal:
     """The owner of a live API key.
 
-    On an org-scoped read the owner's access to that org comes in the same statement (one
-    round trip for both); it waits in the request for ``prefetched_access``.
+    On an org-scoped request the owner's access to that org comes in the same statement (one
+    round trip for both); it waits in the request for ``prefetched_access`` (a read's view, or
+    a write's first check before it queues for its org).
     """
     from facets.extensions import state
 
     prefix = key[:API_KEY_PREFIX_LEN]
     if not API_KEY_PREFIX_SHAPE.fullmatch(prefix):  # no key was issued with it: no lookup
         raise AuthenticationError("Invalid or revoked API key.")
-    org_slug = (request.view_args or {}).get("org") if request.method in READ_METHODS else None
+    org_slug = (request.view_args or {}).get("org")
     db = state().db
     if org_slug is None:
         return verified_key(key, read_api_key(db, prefix))
