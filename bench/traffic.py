@@ -9,8 +9,8 @@ callers), and runs, each for ``--seconds``:
 - dashboards polling one owner's view of a Zipf-chosen org with ``If-None-Match``, with
   sandbox writes (a create, then toggling it running/paused) at 0%, 2% and 10% of requests;
 - the same dashboards (0% writes, the hot org excluded) while ``--hot-writers`` (16) toggle
-  sandboxes of
-  the hot org (a 429 from the per-org bound is retried after ``traffic_clients.HOT_RETRY_S``);
+  sandboxes of the hot org (a 429 from the per-org bound is retried after
+  ``traffic_clients.HOT_RETRY_S``), then those writers alone;
 - a bare one-row lock transaction loop on the same database, as many connections (``BEGIN;
   SELECT ... FOR UPDATE; UPDATE; COMMIT``): the PostgreSQL ceiling for one hot row.
 
@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOT = "hot"
 HOT_WRITERS = 16
 HOT_PHASE = "hot org busy"
+HOT_ALONE = "hot org alone"
 WRITE_SHARES = (0.0, 0.02, 0.10)
 
 
@@ -190,12 +191,13 @@ def render(r: dict) -> str:
             f"{cpu['app']!s:>12}{cpu['machine']!s:>16}{judged['checked']:>9}"
             f"{judged['overtaken']:>11}{judged['wrong']:>7}"
         )
-    hot = r["phases"][HOT_PHASE]
-    lines.append(
-        f"hot org: {hot['hot_writes_ok_per_s']} writes/s committed "
-        f"(statuses {hot['hot_writes'].get('statuses')}); bare one-row lock loop "
-        f"{r['bare_lock_tx_per_s']:.0f} tx/s"
-    )
+    for name in (HOT_PHASE, HOT_ALONE):
+        hot = r["phases"][name]
+        lines.append(
+            f"{name}: {hot['hot_writes_ok_per_s']} writes/s committed "
+            f"(statuses {hot['hot_writes'].get('statuses')})"
+        )
+    lines.append(f"bare one-row lock loop: {r['bare_lock_tx_per_s']:.0f} tx/s")
     lines.append("targets (ratios of this run):")
     for what, bound, at_most, value in r["targets"]:
         met = value is not None and (value <= bound if at_most else value >= bound)
@@ -256,6 +258,9 @@ def main(argv: list[str] | None = None) -> dict:
             results["phases"][HOT_PHASE] = phase(
                 server, args.hot_writers, args.seconds, orgs, 0.0, args.readers, hot=hot
             )
+            results["phases"][HOT_ALONE] = phase(
+                server, args.hot_writers, args.seconds, orgs, 0.0, 0, hot=hot
+            )
         finally:
             stop_gunicorn(proc)
         results["bare_lock_tx_per_s"] = bare_lock_loop(db_url, args.seconds, args.hot_writers)
@@ -270,6 +275,12 @@ def main(argv: list[str] | None = None) -> dict:
             0.5,
             False,
             ratio(ph[HOT_PHASE]["hot_writes_ok_per_s"], results["bare_lock_tx_per_s"]),
+        ),
+        (
+            "the same, no dashboards polling",
+            0.5,
+            False,
+            ratio(ph[HOT_ALONE]["hot_writes_ok_per_s"], results["bare_lock_tx_per_s"]),
         ),
         (
             "other orgs' read p99, hot org busy / quiet",

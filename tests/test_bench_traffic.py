@@ -28,8 +28,13 @@ def test_traffic_smoke(tmp_path, capsys):
     )  # fmt: skip
     out = capsys.readouterr().out
     assert "== traffic benchmark ==" in out
-    assert set(results["phases"]) == {"0% writes", "2% writes", "10% writes", traffic.HOT_PHASE}
+    assert set(results["phases"]) == {
+        "0% writes", "2% writes", "10% writes", traffic.HOT_PHASE, traffic.HOT_ALONE
+    }  # fmt: skip
     for name, phase in results["phases"].items():
+        if name == traffic.HOT_ALONE:
+            assert phase["reads"]["n"] == 0 and phase["hot_writes_ok_per_s"] > 0
+            continue
         assert phase["reads"]["n"] > 0, name
         assert set(phase["reads"]["statuses"]) <= {200, 304}, (name, phase["reads"])
         judged = phase["answers"]
