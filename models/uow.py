@@ -93,7 +93,6 @@ class UnitOfWork:
         self._hooks = hooks
         self._one_statement = one_statement
         self._statements = 0  # run by lock_org, run and the commit's bump
-        self._sealed = False  # its one statement committed itself: nothing may follow
         self.session: Session
         self._locked: dict[uuid.UUID, int] = {}  # org -> its version when locked
         self._vouched: set[uuid.UUID] = set()  # orgs locked by lock_org
@@ -104,7 +103,7 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self.session = self._db.write_session()
         self.session.begin()
-        if self._one_statement and not self._db.is_sqlite:  # its statement commits as it ends
+        if self._one_statement and self._is_postgres():  # its statement commits as it ends
             self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
 
@@ -148,7 +147,6 @@ class UnitOfWork:
         params = {**params, "w_org_id": org_id}
         self._count_statement()
         if self._is_postgres():
-            self._sealed = self._one_statement  # it committed itself: nothing may follow
             facts = self.session.execute(
                 write.single, {**params, "w_bump": org_id not in self._bumped}
             ).one()
@@ -167,7 +165,9 @@ class UnitOfWork:
         return facts
 
     def _count_statement(self) -> None:
-        if self._sealed or (self._one_statement and self._statements and self._is_postgres()):
+        # On PostgreSQL a one-statement unit of work is in autocommit: its first statement
+        # committed itself, so nothing may follow it.
+        if self._one_statement and self._statements and self._is_postgres():
             raise RuntimeError("a one-statement unit of work was asked for a second statement")
         self._statements += 1
 
