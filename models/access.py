@@ -166,6 +166,15 @@ def read_access(db: Database, org_slug: str, user_id: uuid.UUID) -> Access:
     return _access_from_rows(rows, org_slug, user_id)
 
 
+def check_access(db: Database, org_slug: str, user_id: uuid.UUID) -> Access:
+    """``load_access`` for a write's first check, before its unit of work begins: in a short
+    transaction of its own on the writer's engine (a write's statements have no statement
+    time limit, ``read_access``'s do), so that a write waiting for its turn holds no
+    connection. The write checks again under the org lock."""
+    with db.write_session() as session, session.begin():
+        return load_access(session, org_slug, user_id)
+
+
 @dataclass(frozen=True)
 class KeyAccess:
     """An API key's stored fields, and its owner's access to one org or why there is none.

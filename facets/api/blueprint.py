@@ -16,8 +16,7 @@ from facets.errors import envelope_body
 from facets.extensions import state
 from facets.json import JsonBodyParser
 from models import Access
-from models.access import read_access
-from models.services.common import check_access
+from models.access import check_access, read_access
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -139,11 +138,12 @@ def documents_errors(*statuses: int):
     return decorator
 
 
-def caller_access(org: str) -> Access:
+def caller_access(org: str, read=read_access) -> Access:
     """The authenticated caller's access to ``org``.
 
     The first call of a request may be answered by what authentication read with the API key
-    (``prefetched_access``); any later call reads again.
+    (``prefetched_access``); any later call reads again, with ``read`` (a write's first check
+    passes ``check_access``).
 
     :raise NotFound: no such org (404).
     :raise Forbidden: the caller is not a member (403).
@@ -153,7 +153,7 @@ def caller_access(org: str) -> Access:
     access = prefetched_access(org, user_id)
     if access is not None:
         return access
-    return require_live_session(read_access(state().db, org, user_id))
+    return require_live_session(read(state().db, org, user_id))
 
 
 def as_caller(org: str, service, **kwargs):
@@ -166,11 +166,7 @@ def as_caller(org: str, service, **kwargs):
     cannot change between the check and the write it allows. A write waiting for a place
     holds no database connection: its unit of work begins once it is admitted.
     """
-    user_id = current_principal().user_id
-    access = prefetched_access(org, user_id)
-    if access is None:
-        access = check_access(state().db, org_slug=org, user_id=user_id)
-    access = require_live_session(access)
+    access = caller_access(org, check_access)
     alone = getattr(service, "one_statement", False)  # then the write commits as it ends
     with admitted(org), state().unit_of_work(one_statement=alone) as uow:  # place outlives hooks
         return service(uow, access=access, **kwargs)

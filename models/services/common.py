@@ -8,7 +8,6 @@ import uuid
 from models.access import Access, load_access
 from models.errors import Forbidden, NotFound
 from models.project import Project
-from models.session import Database
 from models.uow import UnitOfWork
 
 
@@ -34,19 +33,6 @@ def lock_access(uow: UnitOfWork, *, org_slug: str, user_id: uuid.UUID) -> Access
     :raise Forbidden: the caller is not a member of the org.
     """
     return load_access(uow.session, org_slug, user_id)
-
-
-def check_access(db: Database, *, org_slug: str, user_id: uuid.UUID) -> Access:
-    """``lock_access`` before the write's unit of work begins: one read in a short transaction
-    of its own on the writer's engine (a write's statements have no statement time limit), so
-    that a write waiting for its turn holds no connection. The write checks again under the
-    org lock, as after ``lock_access``.
-
-    :raise NotFound: no org has this slug.
-    :raise Forbidden: the caller is not a member of the org.
-    """
-    with db.write_session() as session, session.begin():
-        return load_access(session, org_slug, user_id)
 
 
 def under_lock(uow: UnitOfWork, access: Access) -> Access:
