@@ -15,13 +15,16 @@ local function bump(key, field, n)
   return value >= 0
 end
 
--- deltas: "state project n state project n ..." (project '-' for none)
+-- the (state, project, n) of "state project n state project n ..." words (project '-' for
+-- none): deltas, or a recount's counts
+local function words(counts)
+  return string.gmatch(counts, '(%S+) (%S+) (%S+)')
+end
+
 local function apply(deltas)
-  local t = {}
-  for word in string.gmatch(deltas, '%S+') do t[#t + 1] = word end
   local ok = true
-  for i = 1, #t, 3 do
-    local state, project, n = t[i], t[i + 1], tonumber(t[i + 2])
+  for state, project, n in words(deltas) do
+    n = tonumber(n)
     ok = bump(cells, state .. ':' .. project, n) and ok
     ok = bump(totals, 's:' .. state, n) and ok
     if project ~= '-' then ok = bump(totals, 'p:' .. project, n) and ok end
@@ -53,10 +56,10 @@ local function settle(version, ttl_ms)
   return version
 end
 
--- a recount's counts ("state project n ..." words) as the fields of both hashes: field -> n
+-- a recount's counts as the fields of both hashes: field -> n
 local function counted(counts)
   local c, t = {}, {}
-  for state, project, n in string.gmatch(counts, '(%S+) (%S+) (%S+)') do
+  for state, project, n in words(counts) do
     n = tonumber(n)
     local cell, s = state .. ':' .. project, 's:' .. state
     c[cell] = (c[cell] or 0) + n
