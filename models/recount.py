@@ -61,7 +61,7 @@ def cells_query(*criteria, by_org: bool = False) -> Select:
     columns = (Sandbox.state, Sandbox.project_id)
     if by_org:
         columns = (Sandbox.org_id, *columns)
-    return select(*columns, func.count()).where(*criteria).group_by(*columns)
+    return select(*columns, func.count().label("n")).where(*criteria).group_by(*columns)
 
 
 def recount_org(
@@ -133,7 +133,7 @@ def _words_query(db: Database, first: uuid.UUID, last: uuid.UUID) -> Select:
     """(org id, its cells as ``encode_cells`` words) of the orgs in [first, last] that have
     sandboxes: ``cells_query`` by org, aggregated into one string per org."""
     cells = cells_query(Sandbox.org_id >= first, Sandbox.org_id <= last, by_org=True).subquery()
-    state, project, n = cells.c.state, cells.c.project_id, cells.c[3]
+    state, project, n = cells.c.state, cells.c.project_id, cells.c.n
     if db.is_sqlite:  # a UUID is 32 hex digits there: give it the canonical dashes
         hex_id = cast(project, String)
         project_text = func.substr(hex_id, 1, 8)
