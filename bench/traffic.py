@@ -6,6 +6,8 @@
 ``gunicorn.conf.py`` with its defaults (rate limits off: a few client threads stand for many
 callers), and runs, each for ``--seconds``:
 
+- the floor endpoint (``bench.floor``) polled by as many clients as there are dashboards: the
+  framework's own cost, beside which the other phases are read;
 - dashboards polling one owner's view of a Zipf-chosen org with ``If-None-Match``, with
   sandbox writes (a create, then toggling it running/paused) at 0%, 2% and 10% of requests;
 - the same dashboards (0% writes, the hot org excluded) while ``--hot-writers`` (16) toggle
@@ -40,7 +42,7 @@ from bench.cpu import CpuMeter
 from bench.http import free_port, start_gunicorn, stop_gunicorn, wait_ready
 from bench.run import JWT_SECRET, flush_redis
 from bench.traffic_check import Answer, judge
-from bench.traffic_clients import Org, Tally, dashboard, hot_writer
+from bench.traffic_clients import Org, Tally, dashboard, floor_reader, hot_writer
 from bench.traffic_plot import plot_read_p99
 from facets import create_app
 from facets.extensions import state
@@ -50,6 +52,7 @@ HOT = "hot"
 HOT_WRITERS = 16
 HOT_PHASE = "hot org busy"
 HOT_ALONE = "hot org alone"
+FLOOR_PHASE = "floor endpoint"
 WRITE_SHARES = (0.0, 0.02, 0.10)
 
 
@@ -118,14 +121,19 @@ def phase(
     share: float,
     readers: int,
     hot: Org | None = None,
+    floor: bool = False,
 ) -> dict:
+    """One phase: ``readers`` dashboards (or, with ``floor``, pollers of the floor endpoint)
+    and, with ``hot``, its writers."""
     stop = threading.Event()
     reads, writes, hot_writes = Tally(), Tally(), Tally()
     answers: list[Answer] = []
     port = server.port
     before, cpu_before = served(port), server.cpu.snapshot()
     threads = [
-        threading.Thread(
+        threading.Thread(target=floor_reader, args=(port, stop, reads))
+        if floor
+        else threading.Thread(
             target=dashboard, args=(port, dashboards, share, i, stop, reads, writes, answers)
         )
         for i in range(readers)
@@ -198,6 +206,14 @@ def render(r: dict) -> str:
             f"(statuses {hot['hot_writes'].get('statuses')})"
         )
     lines.append(f"bare one-row lock loop: {r['bare_lock_tx_per_s']:.0f} tx/s")
+    floor, quiet = r["phases"][FLOOR_PHASE], r["phases"]["0% writes"]
+    cpu = ratio(quiet["cpu_us_per_request"]["machine"], floor["cpu_us_per_request"]["machine"])
+    lines.append(
+        f"dashboards at 0% writes beside the floor: req/s "
+        f"{ratio(quiet['served_per_s'], floor['served_per_s'])}, read p50 "
+        f"{ratio(quiet['reads'].get('p50_ms'), floor['reads'].get('p50_ms'))}x, machine CPU "
+        f"per request {cpu}x"
+    )
     lines.append("targets (ratios of this run):")
     for what, bound, at_most, value in r["targets"]:
         met = value is not None and (value <= bound if at_most else value >= bound)
@@ -250,6 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
         server = Server(port, CpuMeter(proc.pid), db_url)
         try:
             wait_ready(port, proc)
+            results["phases"][FLOOR_PHASE] = phase(
+                server, args.hot_writers, args.seconds, orgs, 0.0, args.readers, floor=True
+            )
             for share in WRITE_SHARES:
                 print(f"phase: {share:.0%} writes", flush=True)
                 results["phases"][f"{share:.0%} writes"] = phase(

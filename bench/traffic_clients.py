@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from bench.floor import FLOOR_PATH
 from bench.traffic_check import Answer
 from facets.counts.etag import VERSION_HEADER
 
@@ -132,6 +133,16 @@ def dashboard(
             version = int(got.get(VERSION_HEADER, -1))
             body = data if status == 200 else None
             answers.append(Answer(org.slug, status, version, got.get("ETag", ""), body))
+        reads.add(ms, status)
+    client.conn.close()
+
+
+def floor_reader(port: int, stop: threading.Event, reads: Tally) -> None:
+    """The floor endpoint (``bench.floor``: the framework, no auth, SQL or Redis), polled over
+    one keep-alive connection: what the dashboards' figures are set beside."""
+    client = Client(port)
+    while not stop.is_set():
+        status, _, _, ms = client.call("GET", FLOOR_PATH, "")
         reads.add(ms, status)
     client.conn.close()
 

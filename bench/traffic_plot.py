@@ -17,7 +17,7 @@ def plot_read_p99(results: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    phases = [p for p in results["phases"].values() if "hot_writes" not in p]
+    phases = [p for name, p in results["phases"].items() if name.endswith("% writes")]
     shares = [100 * p["share"] for p in phases]
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
     for q, style in (("p99_ms", "o-"), ("p50_ms", "s--")):

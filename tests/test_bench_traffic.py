@@ -29,9 +29,13 @@ def test_traffic_smoke(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "== traffic benchmark ==" in out
     assert set(results["phases"]) == {
-        "0% writes", "2% writes", "10% writes", traffic.HOT_PHASE, traffic.HOT_ALONE
+        traffic.FLOOR_PHASE, "0% writes", "2% writes", "10% writes", traffic.HOT_PHASE,
+        traffic.HOT_ALONE,
     }  # fmt: skip
     for name, phase in results["phases"].items():
+        if name == traffic.FLOOR_PHASE:
+            assert phase["reads"]["n"] > 0 and set(phase["reads"]["statuses"]) == {200}
+            continue
         if name == traffic.HOT_ALONE:
             assert phase["reads"]["n"] == 0 and phase["hot_writes_ok_per_s"] > 0
             continue
