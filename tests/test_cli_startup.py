@@ -1,8 +1,9 @@
 """Admin commands start light: what ``flask --help`` and ``flask facets verify --org X`` import.
 
 Each runs as a real ``flask`` process in the project directory; the test asserts which heavy
-modules it did NOT import (the time is only reported: a wall-clock or CPU bound would fail on
-a busy machine), and that the commands that serve or inspect the app still get all of it.
+modules it did NOT import, that a command's set-up ran with the cyclic GC paused and left
+frozen (the time is only reported: a wall-clock or CPU bound would fail on a busy machine),
+and that the commands that serve or inspect the app still get all of it.
 """
 
 from __future__ import annotations
@@ -28,19 +29,27 @@ DATA = ("sqlalchemy", "psycopg", "redis", "prometheus_client", "models", "facets
 
 # Runs flask's CLI as the ``flask`` script does, then prints the modules it imported.
 PROBE = """
-import json, sys
+import gc, json, sys
 from flask.cli import main
 sys.argv = ["flask", *sys.argv[1:]]
 try:
     main()
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"modules": sorted(sys.modules), "code": code}), file=sys.stderr)
+report = {"modules": sorted(sys.modules), "code": code, "frozen": gc.get_freeze_count(),
+          "gc_enabled": gc.isenabled()}
+print(json.dumps(report), file=sys.stderr)
 """
 
 
 def flask(tmp_path, *args: str, redis_url: str = "fakeredis://") -> tuple[str, set[str]]:
     """Run ``flask ARGS``; returns its stdout and the modules it imported."""
+    out, report = flask_report(tmp_path, *args, redis_url=redis_url)
+    return out, set(report["modules"])
+
+
+def flask_report(tmp_path, *args: str, redis_url: str = "fakeredis://") -> tuple[str, dict]:
+    """Run ``flask ARGS``; returns its stdout and the probe's report."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "TEST_"))},
         "DATABASE_URL": f"sqlite:///{tmp_path / 'facets.sqlite3'}",
@@ -61,7 +70,7 @@ def flask(tmp_path, *args: str, redis_url: str = "fakeredis://") -> tuple[str, s
     print(f"flask {' '.join(args)}: {cpu:.2f}s process CPU (user+sys)")
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), done.stdout + done.stderr
-    return done.stdout, set(report["modules"])
+    return done.stdout, report
 
 
 def imported(modules: set[str], names) -> list[str]:
@@ -81,6 +90,18 @@ def test_verify_one_org_imports_no_http_room_nor_the_api_libraries(tmp_path, red
     out, modules = flask(tmp_path, "facets", "verify", "--org", "acme", redis_url=redis_server.url)
     assert out.splitlines()[-1] == "cache agrees with SQL for 1 orgs"
     assert imported(modules, HTTP_ROOMS + LIBRARIES) == []
+
+
+def test_a_command_sets_up_with_the_collector_paused_and_leaves_what_it_made_frozen(tmp_path):
+    migrate.upgrade(f"sqlite:///{tmp_path / 'facets.sqlite3'}")
+    out, report = flask_report(tmp_path, "orgs", "create", "acme")
+    assert report["frozen"] > 100_000  # the libraries' objects: later collections skip them
+    assert report["gc_enabled"]  # paused for the set-up only
+
+
+def test_the_command_list_freezes_nothing(tmp_path):
+    _, report = flask_report(tmp_path, "--help")
+    assert report["frozen"] == 0 and report["gc_enabled"]
 
 
 def test_commands_that_serve_or_inspect_the_app_get_all_of_it(tmp_path):
