@@ -2,9 +2,11 @@
 
 Reads use ``read_session()``, one snapshot per session (REPEATABLE READ on PostgreSQL, a
 deferred transaction on SQLite); writes never open a session themselves, they go through
-``models.uow.UnitOfWork``, which uses ``write_engine``. On SQLite the driver's implicit
-transactions are replaced by explicit ``BEGIN`` (so a read transaction is one snapshot) and
-writers take ``BEGIN IMMEDIATE`` (so two writers queue instead of failing to upgrade a lock).
+``models.uow.UnitOfWork``, which uses ``write_engine`` (on PostgreSQL a unit of work that is one
+statement uses a connection of ``one_statement_engine``, autocommit). On SQLite the driver's
+implicit transactions are replaced by explicit ``BEGIN`` (so a read transaction is one
+snapshot) and writers take ``BEGIN IMMEDIATE`` (so two writers queue instead of failing to
+upgrade a lock).
 
 A database restart leaves every pooled PostgreSQL connection dead. Each checkout first asks
 the kernel, without a round trip, whether the idle socket has anything to read: an idle
@@ -80,26 +82,29 @@ class Database:
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
-        # Its own pool, autocommit from connect: switching a pooled connection's isolation
-        # level per checkout would double the cost of the hot path's one-statement reads.
-        # An autocommit connection never holds a transaction, so there is nothing to roll
-        # back when it returns to the pool.
-        self.autocommit_engine: Engine = (
-            self.engine
-            if self.is_sqlite
-            else create_engine(
-                url,
-                echo=echo,
-                pool_size=10,
-                pool_recycle=1800,
-                isolation_level="AUTOCOMMIT",
-                pool_reset_on_return=None,
-                connect_args=read_limits,
-            )
-        )
-        if not self.is_sqlite:
-            _discard_dead_on_checkout(self.autocommit_engine)
+        # Their own pools, autocommit from connect: switching a pooled connection's isolation
+        # level per checkout would double the cost of the hot path's one-statement reads and
+        # writes. An autocommit connection never holds a transaction, so there is nothing to
+        # roll back when it returns to the pool. Reads get the statement limit; the one
+        # statement of a sandbox write may wait for its org's lock and gets only the lock's.
+        self.autocommit_engine: Engine = self._autocommit_pool(url, echo, read_limits)
+        self.one_statement_engine: Engine = self._autocommit_pool(url, echo, limits)
         self._sessions = sessionmaker(self.snapshot_engine, expire_on_commit=False)
+
+    def _autocommit_pool(self, url: str, echo: bool, limits: dict) -> Engine:
+        if self.is_sqlite:
+            return self.engine
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_size=10,
+            pool_recycle=1800,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+            connect_args=limits,
+        )
+        _discard_dead_on_checkout(engine)
+        return engine
 
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
@@ -134,6 +139,7 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.autocommit_engine.dispose()
+        self.one_statement_engine.dispose()
 
 
 def _postgres_limits(

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, event, text
 
 from facets.extensions import state
 from models import events
+from models.access import check_access
 from models.services import sandboxes
 from models.services.common import lock_access
 
@@ -54,16 +55,27 @@ def statements_under_lock(app):
         nonlocal current
         current = None
 
-    with app.app_context():
-        engine = state().db.engine
     listeners = (("before_cursor_execute", before), ("commit", commit), ("rollback", rollback))
-    for name, fn in listeners:
-        event.listen(engine, name, fn)
-    try:
+    with listening(app, listeners):
         yield held
-    finally:
+
+
+@contextlib.contextmanager
+def listening(app, listeners):
+    """Core event listeners on both of the writer's engines (the unit of work's session and
+    a one-statement unit of work's autocommit connection)."""
+    with app.app_context():
+        db = state().db
+    engines = (db.engine, db.one_statement_engine)
+    for engine in engines:
         for name, fn in listeners:
-            event.remove(engine, name, fn)
+            event.listen(engine, name, fn)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            for name, fn in listeners:
+                event.remove(engine, name, fn)
 
 
 @pytest.fixture
@@ -188,13 +200,10 @@ def lock_free_after_each_write(app, org_id):
         except psycopg.errors.LockNotAvailable:
             free.append(False)
 
-    with app.app_context():
-        engine = state().db.engine
-    event.listen(engine, "after_cursor_execute", after)
     try:
-        yield free
+        with listening(app, (("after_cursor_execute", after),)):
+            yield free
     finally:
-        event.remove(engine, "after_cursor_execute", after)
         other.close()
 
 
@@ -223,11 +232,19 @@ def test_an_api_write_has_released_the_org_lock_when_its_statement_returns(app, 
 
 def test_a_one_statement_unit_of_work_refuses_a_second_statement(app, acme):
     owner, _, _ = acme
-    with app.app_context(), state().unit_of_work(one_statement=True) as uow:
-        access = lock_access(uow, org_slug="acme", user_id=owner.user_id)
-        sandboxes.create_sandbox(uow, access=access)
-        with pytest.raises(RuntimeError, match="second statement"):
+    with app.app_context():
+        access = check_access(state().db, "acme", owner.user_id)
+        with state().unit_of_work(one_statement=True) as uow:
             sandboxes.create_sandbox(uow, access=access)
+            with pytest.raises(RuntimeError, match="second statement"):
+                sandboxes.create_sandbox(uow, access=access)
+
+
+def test_a_one_statement_unit_of_work_has_no_session_to_run_more_in(app, acme):
+    owner, _, _ = acme
+    with app.app_context(), state().unit_of_work(one_statement=True) as uow:
+        with pytest.raises(RuntimeError, match="runs its LockedWrite alone"):
+            lock_access(uow, org_slug="acme", user_id=owner.user_id)
 
 
 def org_id_of(app, slug: str) -> uuid.UUID:
