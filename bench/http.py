@@ -39,8 +39,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(env_overrides: dict[str, str], log_path: Path, port: int) -> subprocess.Popen:
-    """gunicorn with the project's config on ``bench.wsgi``; its output goes to ``log_path``."""
+def start_gunicorn(
+    env_overrides: dict[str, str], log_path: Path, port: int, root: Path = ROOT
+) -> subprocess.Popen:
+    """gunicorn with the project's config on ``bench.wsgi``; its output goes to ``log_path``.
+
+    ``root``: the checkout to serve (another worktree, to measure two versions side by side).
+    """
     env = {**os.environ, **env_overrides, "GUNICORN_BIND": f"127.0.0.1:{port}"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_gunicorn
@@ -50,12 +55,12 @@ def start_gunicorn(env_overrides: dict[str, str], log_path: Path, port: int) -> 
             "-m",
             "gunicorn",
             "-c",
-            str(ROOT / "gunicorn.conf.py"),
+            str(root / "gunicorn.conf.py"),
             "--chdir",
-            str(ROOT),
+            str(root),
             "bench.wsgi:create_bench_app()",
         ],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
