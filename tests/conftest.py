@@ -223,6 +223,18 @@ def require_installed(missing: list[str], how: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture
+def real_servers() -> tuple[str, str]:
+    """The real leg's PostgreSQL server URL and Redis URL, for the benches' smoke runs (which
+    create their own databases there and flush that Redis db)."""
+    server, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    require_installed(
+        [] if server and redis_url else ["TEST_DATABASE_URL/TEST_REDIS_URL"],
+        "the bench's smoke run needs the real leg's PostgreSQL and Redis",
+    )
+    return server, redis_url
+
+
 def require_redis_server() -> None:
     """The fault and concurrency tests start private ``redis-server`` processes."""
     missing = [] if shutil.which("redis-server") else ["redis-server"]

@@ -7,11 +7,8 @@ real leg's own Redis db, ``TEST_REDIS_URL``.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-from conftest import require_installed
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -20,12 +17,8 @@ if str(ROOT) not in sys.path:
 from bench import admin  # noqa: E402
 
 
-def test_admin_bench_smoke(capsys):
-    server, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
-    require_installed(
-        [] if server and redis_url else ["TEST_DATABASE_URL/TEST_REDIS_URL"],
-        "the admin bench needs the real leg's PostgreSQL and Redis",
-    )
+def test_admin_bench_smoke(capsys, real_servers):
+    server, redis_url = real_servers
     results = admin.main(
         [
             "--smoke",

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
-from conftest import require_installed
-
 from bench import hot_writers
 
 
-def test_hot_writers_smoke(tmp_path, capsys):
-    server, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
-    require_installed(
-        [] if server and redis_url else ["TEST_DATABASE_URL/TEST_REDIS_URL"],
-        "the hot-writers bench needs the real leg's PostgreSQL and Redis (shared by gunicorn)",
-    )
+def test_hot_writers_smoke(tmp_path, capsys, real_servers):
+    server, redis_url = real_servers
     results = hot_writers.main(
         [
             "--database-url", server, "--db-name", "facets_bench_hot_writers_smoke",

@@ -7,19 +7,11 @@ server, and uses (and flushes) the real leg's own Redis db, ``TEST_REDIS_URL``.
 
 from __future__ import annotations
 
-import os
-
-from conftest import require_installed
-
 from bench import startup
 
 
-def test_startup_bench_smoke(capsys):
-    server, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
-    require_installed(
-        [] if server and redis_url else ["TEST_DATABASE_URL/TEST_REDIS_URL"],
-        "the start-up bench needs the real leg's PostgreSQL and Redis",
-    )
+def test_startup_bench_smoke(capsys, real_servers):
+    server, redis_url = real_servers
     runs = startup.main(
         [
             "--database-url", server, "--db-name", "facets_bench_startup_smoke",
