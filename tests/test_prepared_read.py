@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import select
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from conftest import statements
@@ -15,6 +19,8 @@ from models import session as session_module
 from models.access import ACCESS_STATEMENT, KEY_ACCESS_STATEMENT
 from models.prepared import PreparedRead
 from models.services import accounts
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -124,9 +130,27 @@ def test_a_read_that_loses_its_connection_is_sent_once_more(app, ended_pool, mon
     """A connection that dies unnoticed (the checkout saw nothing yet): the read fails as
     Core's disconnect error, the pool is replaced and the read is sent again; it answers."""
     db, read, params = ended_pool
-    monkeypatch.setattr(session_module, "is_idle_and_open", lambda _conn: True)
+    monkeypatch.setattr(session_module, "is_idle_and_open", lambda _conn, _poll: True)
     with statements(app) as seen:
         assert db.read_rows(read, **params)
         for _ in range(3):  # not one failure per pooled connection: the pool was replaced
             assert db.read_rows(read, **params)
     assert len(seen) == 5  # the first read was sent twice
+
+
+def test_the_checkout_polls_with_the_os_poll_even_under_gevents_patching():
+    """The gevent workers patch ``select.poll``; the checkout's zero-timeout poll never waits,
+    so it keeps the OS's (the cooperative one costs watchers and a turn of the hub)."""
+    probe = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import select\n"
+        "from models.session import os_poll\n"
+        "original = monkey.get_original('select', 'poll')\n"
+        "assert select.poll is not original, 'gevent did not patch select.poll'\n"
+        "assert os_poll() is original\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert session_module.os_poll() is select.poll  # not patched here
