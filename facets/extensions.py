@@ -118,18 +118,17 @@ def init_app(app: Flask, api: Api | None) -> FacetsState:
     client = make_redis(app.config["REDIS_URL"])
     check_redis(client, app.config["REDIS_URL"])
     recount_timeout_ms = app.config["RECOUNT_TIMEOUT_MS"]
-    # A lease outlives the longest recount it covers, so a crashed holder frees it soon.
-    cache = CounterCache(client, lease_ms=recount_timeout_ms + 1000)
-    hooks = HookRegistry(on_failure=lambda _hook, _exc: HOOK_FAILURES.inc())
-    hooks.register(cache.after_commit)
-    # Waiting reads are woken by their orgs' new versions (after the cache has them).
     watchers = Watchers(
         client,
         lambda org_ids: db_versions(db, org_ids),
         recheck_s=app.config["WATCH_RECHECK_S"],
         sharded=isinstance(client, LazyCluster),
     )
-    hooks.register(watchers.after_commit)
+    # A lease outlives the longest recount it covers, so a crashed holder frees it soon.
+    # Waiting reads are woken by the version notice each cache update sends with it.
+    cache = CounterCache(client, lease_ms=recount_timeout_ms + 1000, announce=watchers.notice)
+    hooks = HookRegistry(on_failure=lambda _hook, _exc: HOOK_FAILURES.inc())
+    hooks.register(cache.after_commit)
     facets_state = FacetsState(
         db=db,
         redis=client,

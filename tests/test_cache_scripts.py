@@ -133,3 +133,30 @@ def test_a_read_install_keeps_a_newer_label_sql_has_reached(cache):
     install(cache, 5, {("running", P): 4})
     assert cache.install(ORG, Recount(4, {("running", P): 3}), sql_version=lambda: 5) == "kept"
     assert cells(cache) == (5, {("running", P): 4})
+
+
+def test_an_apply_announces_its_version_on_the_orgs_channel_whatever_its_outcome(cache):
+    """The version notice rides in the apply script (one round trip per commit for both), on
+    the org's own slot, and goes out first: even deltas that only wait (no hash yet) wake the
+    org's waiting reads, which then read through the normal path."""
+    command, channel = cache.announce(ORG)
+    sharded = command == "SPUBLISH"
+    listener = cache.redis.pubsub()
+    (listener.ssubscribe if sharded else listener.subscribe)(channel)
+    receive = listener.get_sharded_message if sharded else listener.get_message
+
+    def next_message(timeout: float = 5.0) -> dict:
+        for _ in range(50):
+            message = receive(timeout=timeout / 50)
+            if message and message["type"] in ("message", "smessage"):
+                return message
+        raise AssertionError("no version notice")
+
+    try:
+        assert cache.apply(ORG, 1, {("running", P): 1}) == "absent"
+        assert next_message()["data"] in ("1", b"1")
+        install(cache, 1, {("running", P): 1})
+        assert cache.apply(ORG, 2, {("running", P): 1}) == "applied"
+        assert next_message()["data"] in ("2", b"2")
+    finally:
+        listener.close()

@@ -161,8 +161,13 @@ class CounterCache:
         pending_ttl_ms: int = 10 * 60 * 1000,
         max_pending: int = 10_000,
         lease_ms: int = 10_000,
+        announce: Callable[[uuid.UUID], tuple[str, str]] | None = None,
     ) -> None:
+        """``announce``: an org's version notice, ``(command, channel)``
+        (``facets.counts.watch.Watchers.notice``), sent by the same script that applies a
+        commit: one round trip per commit for both."""
         self.redis = client
+        self.announce = announce
         self.ttl_ms = ttl_ms
         self.pending_ttl_ms = pending_ttl_ms
         self.max_pending = max_pending
@@ -188,12 +193,15 @@ class CounterCache:
         log.warning("redis %s failed, answering from SQL: %s", op, type(exc).__name__)
 
     def after_commit(self, commits: Sequence[OrgCommit]) -> None:
-        """The unit of work's hook: send each org's committed deltas, labelled with its version."""
+        """The unit of work's hook: send each org's committed deltas, labelled with its version
+        (and, with ``announce``, the version notice that wakes the org's waiting reads)."""
         for commit in commits:
             self.apply(commit.org_id, commit.version, net_deltas(list(commit.events)))
 
     def apply(self, org_id: uuid.UUID, version: int, deltas: dict[Cell, int]) -> str:
-        """Apply one commit's deltas (see ``APPLY_LUA``); returns the outcome."""
+        """Apply one commit's deltas and send its version notice (see ``APPLY_LUA``); returns
+        the outcome."""
+        notice = self.announce(org_id) if self.announce is not None else ("", "")
         try:
             result = self._apply(
                 keys=self.keys(org_id),
@@ -203,6 +211,7 @@ class CounterCache:
                     self.ttl_ms,
                     self.pending_ttl_ms,
                     self.max_pending,
+                    *notice,
                 ],
             )
         except redis.RedisError as exc:

@@ -126,10 +126,14 @@ local function buffer(version, deltas, pending_ttl_ms, max_pending)
 end
 """
 
-# KEYS: cells, totals, pending. ARGV: version, deltas, ttl_ms, pending_ttl_ms, max_pending.
+# KEYS: cells, totals, pending. ARGV: version, deltas, ttl_ms, pending_ttl_ms, max_pending,
+# and the version notice: the command (PUBLISH, SPUBLISH on a cluster; '' for none) and the
+# channel (on the org's slot). The notice goes first, so a failing step below cannot lose it;
+# the script is atomic, so no reader sees the notice before the hashes have the version.
 APPLY_LUA = (
     _LUA_HELPERS
     + """
+if ARGV[6] ~= '' then redis.call(ARGV[6], ARGV[7], ARGV[1]) end
 local version = tonumber(ARGV[1])
 local current = redis.call('HGET', cells, 'v')
 if not current or redis.call('HGET', totals, 'v') ~= current then

@@ -1,8 +1,9 @@
 """Waiting reads: org version notifications after commit, and one listener per process.
 
-A write's after-commit hook publishes each org's new facet version on the org's channel
-(``facets:{<org id>}:version``; the hash tag keeps a channel on its org's shard). In each
-process one listener thread (a greenlet under gevent workers) holds one pub/sub connection,
+A commit's version notice goes out with its cache update: the counter cache's apply script
+publishes the org's new facet version on the org's channel (``facets:{<org id>}:version``; the
+hash tag keeps a channel on its org's shard), as ``notice`` names it, in the same round trip.
+In each process one listener thread (a greenlet under gevent workers) holds one pub/sub connection,
 subscribes to the channels of the orgs that have waiting reads, and wakes the waiters of an
 org whose version moved past the one their answer is of. A woken waiter reads its view again
 through the normal read path (``facets.counts.read.answer_facets``); the notification only
@@ -27,14 +28,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 import redis
 from sqlalchemy import select
 
 from facets.ops.metrics import WAITING_READS, WATCH_WAKEUPS
-from models import Database, Org, OrgCommit
+from models import Database, Org
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,10 @@ class Watchers:
 
     # --- the write side ---------------------------------------------------------------------
 
-    def after_commit(self, commits: Sequence[OrgCommit]) -> None:
-        """The after-commit hook: publish each org's new version (a failure only delays)."""
-        publish = self._client.spublish if self._sharded else self._client.publish
-        try:
-            for commit in commits:
-                publish(channel(commit.org_id), str(commit.version))
-        except redis.RedisError as exc:
-            log.warning("watch: cannot publish a version (%s); waiters recheck", exc)
+    def notice(self, org_id: uuid.UUID) -> tuple[str, str]:
+        """How an org's new version is announced: the publishing command and the channel
+        (``facets.counts.cache.CounterCache``'s ``announce``; a lost notice only delays)."""
+        return ("SPUBLISH" if self._sharded else "PUBLISH"), channel(org_id)
 
     # --- the waiting side -------------------------------------------------------------------
 
