@@ -48,7 +48,7 @@ def setup_without_collecting(setup) -> None:
 
     Importing SQLAlchemy, psycopg and redis allocates hundreds of thousands of objects that live
     as long as the process, and the collector would walk them again and again while they are
-    made (a quarter of ``flask facets verify --org X``'s start-up). What the setup made is then
+    made (a third of ``flask facets verify --org X``'s start-up). What the setup made is then
     frozen, so later collections during the command skip it too.
     """
     gc.disable()
