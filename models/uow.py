@@ -96,8 +96,8 @@ class UnitOfWork:
         self._hooks = hooks
         self._one_statement = one_statement
         self._statements = 0  # run by lock_org, run and the commit's bump
-        self._session: Session | None = None
-        self._connection: Connection | None = None  # a one-statement unit on PostgreSQL
+        # its transaction: an ORM session, or for a one-statement unit on PostgreSQL a connection
+        self._tx: Session | Connection
         self._locked: dict[uuid.UUID, int] = {}  # org -> its version when locked
         self._vouched: set[uuid.UUID] = set()  # orgs locked by lock_org
         self._bumped: dict[uuid.UUID, int] = {}  # org -> the version a LockedWrite bumped it to
@@ -106,31 +106,30 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         if self._one_statement and self._is_postgres():  # its statement commits as it ends
-            self._connection = self._db.one_statement_engine.connect()
+            self._tx = self._db.one_statement_engine.connect()
         else:
-            self._session = self._db.write_session()
-            self._session.begin()
+            self._tx = self._db.write_session()
+            self._tx.begin()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        ending = self._connection or self._session
         try:
             if exc_type is None:
                 self._commit()
             else:
-                ending.rollback()
+                self._tx.rollback()
         finally:
             self._events.clear()
-            ending.close()
+            self._tx.close()
         if exc_type is None and self.commits:
             self._hooks.run(self.commits)
 
     @property
     def session(self) -> Session:
         """The ORM session of this unit of work (none for a one-statement one on PostgreSQL)."""
-        if self._session is None:
+        if not isinstance(self._tx, Session):
             raise RuntimeError("a one-statement unit of work runs its LockedWrite alone")
-        return self._session
+        return self._tx
 
     def lock_org(self, org_id: uuid.UUID) -> int:
         """Take the org's row lock (once per unit of work) and return its facet version."""
@@ -160,8 +159,7 @@ class UnitOfWork:
         params = {**params, "w_org_id": org_id}
         self._count_statement()
         if self._is_postgres():
-            runner = self._connection or self.session
-            facts = runner.execute(
+            facts = self._tx.execute(
                 write.single, {**params, "w_bump": org_id not in self._bumped}
             ).one()
             if facts.bumped_version is not None:
@@ -210,5 +208,5 @@ class UnitOfWork:
                 self._count_statement()
                 self.session.execute(update(Org).where(Org.id == org_id).values(**bumps))
             commits.append(OrgCommit(org_id, version, tuple(events)))
-        (self._connection or self.session).commit()
+        self._tx.commit()
         self.commits = tuple(commits)
