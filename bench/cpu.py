@@ -48,7 +48,8 @@ def _machine_s() -> tuple[float, float]:
     return (sum(values[:7]) - values[3] - values[4]) / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
-def _children_s() -> float:
+def children_s() -> float:
+    """CPU seconds (user + sys) of this process's finished children so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -78,7 +79,7 @@ class CpuMeter:
         machine, steal = _machine_s()
         return {
             "processes": processes,
-            "load_generator": _children_s(),
+            "load_generator": children_s(),
             "machine": machine,
             "steal": steal,
         }

@@ -14,17 +14,14 @@ write p50, and the CPU a write costs the gunicorn workers and the whole machine 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import load
-from bench.cpu import CpuMeter
-from bench.http import ROOT, free_port, start_gunicorn, stop_gunicorn, wait_ready
+from bench.http import ROOT, stop_gunicorn
 from bench.run import JWT_SECRET, flush_redis
-from bench.traffic import HOT, Server, phase
-from bench.traffic_clients import Org
+from bench.traffic import Server, combine_rounds, phase, seed_hot, start_server
 from facets import create_app
 from facets.extensions import state
 
@@ -67,20 +64,14 @@ def main(argv: list[str] | None = None) -> dict:
     procs = []
     try:
         app = create_app({**config, "LOG_LEVEL": "WARNING"})
-        seeded = load.create_org(app, HOT, 10)
-        load.load_sandboxes(app, seeded, 1000)
-        hot = Org(HOT, seeded.owner_key, 1.0)
+        hot = seed_hot(app)
         with app.app_context():
             state().db.dispose()
-        env = {**config, "RATE_LIMITS_ENABLED": "false", "LOG_LEVEL": "WARNING"}
         for n, variant in enumerate(variants):
-            port = free_port()
             log = Path(args.out) / f"hot_writers_{n}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            proc = start_gunicorn({**env, **variant.env}, log, port, root=variant.root)
+            proc, server = start_server({**config, **variant.env}, log, root=variant.root)
             procs.append(proc)
-            wait_ready(port, proc)
-            servers.append((variant, Server(port, CpuMeter(proc.pid), db_url)))
+            servers.append((variant, server))
         time.sleep(WARM_UP_S)
         for r in range(args.rounds):
             for variant, server in servers if r % 2 == 0 else servers[::-1]:
@@ -100,11 +91,12 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for variant in variants:
         done = rounds[variant.name]
+        combined = combine_rounds(done)
         results[variant.name] = figures = {
-            "writes_per_s": _median([d["hot_writes_ok_per_s"] for d in done]),
-            "p50_ms": _median([d["hot_writes"].get("p50_ms") for d in done]),
-            "app_us": _median([d["cpu_us_per_request"]["app"] for d in done]),
-            "machine_us": _median([d["cpu_us_per_request"]["machine"] for d in done]),
+            "writes_per_s": combined["hot_writes_ok_per_s"],
+            "p50_ms": combined["hot_writes"].get("p50_ms"),
+            "app_us": combined["cpu_us_per_request"]["app"],
+            "machine_us": combined["cpu_us_per_request"]["machine"],
             "rounds_writes_per_s": [d["hot_writes_ok_per_s"] for d in done],
         }
         print(
@@ -112,11 +104,6 @@ def main(argv: list[str] | None = None) -> dict:
             f"{figures['app_us']!s:>14}{figures['machine_us']!s:>18}"
         )
     return results
-
-
-def _median(values: list):
-    present = [v for v in values if v is not None]
-    return round(statistics.median(present), 1) if present else None
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import http.client
 import json
 import re
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ import psycopg
 
 from bench import load
 from bench.cpu import CpuMeter
-from bench.http import free_port, start_gunicorn, stop_gunicorn, wait_ready
+from bench.http import ROOT, free_port, start_gunicorn, stop_gunicorn, wait_ready
 from bench.run import JWT_SECRET, flush_redis
 from bench.traffic_check import Answer, judge
 from bench.traffic_clients import Org, Tally, dashboard, floor_reader, hot_writer
@@ -53,12 +54,12 @@ from bench.traffic_plot import plot_read_p99
 from facets import create_app
 from facets.extensions import state
 
-ROOT = Path(__file__).resolve().parent.parent
 HOT = "hot"
 HOT_WRITERS = 16
 HOT_PHASE = "hot org busy"
 HOT_ALONE = "hot org alone"
 FLOOR_PHASE = "floor endpoint"
+TALLIES = ("reads", "writes", "hot_writes")  # a phase's Tally summaries
 WRITE_SHARES = (0.0, 0.02, 0.10)
 
 
@@ -185,12 +186,12 @@ def combine_rounds(rounds: list[dict]) -> dict:
             }
         elif key == "served_by_path":
             out[key] = _summed(values)
-        elif isinstance(value, dict) and ("n" in value or not value):  # a Tally's summary
+        elif key in TALLIES:
             out[key] = _tally(values)
         elif isinstance(value, dict):
-            out[key] = {k: _median([v.get(k) for v in values]) for k in value}
+            out[key] = {k: median([v.get(k) for v in values]) for k in value}
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = _median(values)
+            out[key] = median(values)
         else:
             out[key] = value
     return out
@@ -202,7 +203,7 @@ def _tally(summaries: list[dict]) -> dict:
         return {"n": 0}
     return {
         "n": sum(s["n"] for s in summaries),
-        **{k: _median([s[k] for s in summaries]) for k in ("per_s", "p50_ms", "p99_ms")},
+        **{k: median([s[k] for s in summaries]) for k in ("per_s", "p50_ms", "p99_ms")},
         "statuses": _summed([s["statuses"] for s in summaries]),
     }
 
@@ -215,9 +216,10 @@ def _summed(dicts: list[dict]) -> dict:
     return dict(sorted(total.items()))
 
 
-def _median(values: list):
-    present = sorted(v for v in values if v is not None)
-    return round(statistics.median(present), 3) if present else None
+def median(values: list, digits: int = 3):
+    """The median of the values present (None: none is), rounded."""
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), digits) if present else None
 
 
 def seed(app, n_orgs: int, max_projects: int, max_sandboxes: int) -> tuple[list[Org], Org]:
@@ -226,9 +228,31 @@ def seed(app, n_orgs: int, max_projects: int, max_sandboxes: int) -> tuple[list[
         data = load.create_org(app, f"t{rank:04d}", max(1, max_projects // rank))
         load.load_sandboxes(app, data, max(10, max_sandboxes // rank))
         orgs.append(Org(data.slug, data.owner_key, 1 / rank))
+    return orgs, seed_hot(app)
+
+
+def seed_hot(app) -> Org:
+    """The hot org: 10 projects, 1,000 sandboxes; its writers toggle sandboxes of their own."""
     hot = load.create_org(app, HOT, 10)
     load.load_sandboxes(app, hot, 1000)
-    return orgs, Org(HOT, hot.owner_key, 1.0)
+    return Org(HOT, hot.owner_key, 1.0)
+
+
+def start_server(
+    config: dict[str, str], log_path: Path, root: Path = ROOT
+) -> tuple[subprocess.Popen, Server]:
+    """gunicorn as shipped on ``config``'s database and Redis (serving the checkout ``root``),
+    rate limits off and ``/metrics`` readable, once it answers; stop it with ``stop_gunicorn``."""
+    env = {**config, "RATE_LIMITS_ENABLED": "false", "METRICS_PUBLIC": "true"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = start_gunicorn({"LOG_LEVEL": "WARNING", **env}, log_path, port, root=root)
+    try:
+        wait_ready(port, proc)
+    except BaseException:
+        stop_gunicorn(proc)
+        raise
+    return proc, Server(port, CpuMeter(proc.pid), config["DATABASE_URL"])
 
 
 def ratio(a, b):
@@ -369,19 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
         load.vacuum_analyze(app)
         with app.app_context():
             state().db.dispose()
-        port = free_port()
-        env = {
-            **config,
-            "RATE_LIMITS_ENABLED": "false",
-            "METRICS_PUBLIC": "true",
-            "LOG_LEVEL": "WARNING",
-        }
-        log_path = Path(args.out) / "traffic_gunicorn.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        proc = start_gunicorn(env, log_path, port)
-        server = Server(port, CpuMeter(proc.pid), db_url)
+        proc, server = start_server(config, Path(args.out) / "traffic_gunicorn.log")
         try:
-            wait_ready(port, proc)
             for n in range(1, args.rounds + 1):
                 print(f"round {n} of {args.rounds}", flush=True)
                 results["rounds"].append(one_round(server, args, orgs, hot))
@@ -394,9 +407,9 @@ def main(argv: list[str] | None = None) -> dict:
     results["phases"] = {
         name: combine_rounds([r["phases"][name] for r in rounds]) for name in rounds[0]["phases"]
     }
-    results["bare_lock_tx_per_s"] = _median([r["bare_lock_tx_per_s"] for r in rounds])
+    results["bare_lock_tx_per_s"] = median([r["bare_lock_tx_per_s"] for r in rounds])
     results["targets"] = [
-        (what, bound, at_most, _median(per_round), per_round)
+        (what, bound, at_most, median(per_round), per_round)
         for what, bound, at_most, per_round in _ratio_targets(rounds)
     ]
     wrong = sum(p["answers"]["wrong"] for p in results["phases"].values())
