@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from app import admin_command
+from bench.cpu import children_s
 from facets.cli.commands import ROLES
 from models import Role, migrate
 
@@ -56,7 +56,7 @@ def flask_report(tmp_path, *args: str, redis_url: str = "fakeredis://") -> tuple
         "REDIS_URL": redis_url,
         "JWT_SECRET": "startup-test-secret-that-is-long-enough",
     }
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_s()
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=ROOT,
@@ -65,8 +65,7 @@ def flask_report(tmp_path, *args: str, redis_url: str = "fakeredis://") -> tuple
         text=True,
         timeout=120,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    cpu = children_s() - before
     print(f"flask {' '.join(args)}: {cpu:.2f}s process CPU (user+sys)")
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), done.stdout + done.stderr
@@ -94,7 +93,7 @@ def test_verify_one_org_imports_no_http_room_nor_the_api_libraries(tmp_path, red
 
 def test_a_command_sets_up_with_the_collector_paused_and_leaves_what_it_made_frozen(tmp_path):
     migrate.upgrade(f"sqlite:///{tmp_path / 'facets.sqlite3'}")
-    out, report = flask_report(tmp_path, "orgs", "create", "acme")
+    _, report = flask_report(tmp_path, "orgs", "create", "acme")
     assert report["frozen"] > 100_000  # the libraries' objects: later collections skip them
     assert report["gc_enabled"]  # paused for the set-up only
 
