@@ -15,6 +15,8 @@ import json
 import os
 import re
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 from conftest import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, require_installed
@@ -85,12 +87,23 @@ def test_the_request_id_passes_through_the_proxy(stack):
         assert status == 200
         (request_id,) = headers.get_all("X-Request-ID")
         assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-        logged = [
-            json.loads(line)
-            for line in (work_dir / "nginx.log").read_text().splitlines()
+        assert request_id in logged_request_ids(work_dir / "nginx.log", request_id)
+
+
+def logged_request_ids(log: Path, expected: str, wait_s: float = 5.0) -> set[str]:
+    """The request ids nginx's access log holds once ``expected`` is among them (or ``wait_s``
+    has passed): nginx writes a request's line in its log phase, after the response has gone,
+    so a fast client can read the response before the line is there."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        ids = {
+            json.loads(line)["request_id"]
+            for line in log.read_text().splitlines()
             if line.startswith("{")
-        ]
-        assert request_id in {record["request_id"] for record in logged}
+        }
+        if expected in ids or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.02)
 
 
 def test_a_body_over_the_limit_is_the_apps_413_envelope_from_nginx(stack):
